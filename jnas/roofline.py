@@ -1,0 +1,418 @@
+"""The roofline latency model: per-node features and the parameterised predictor.
+
+A network's latency is predicted as a sum over its IR nodes:
+
+    node time    = max(F / P_k, B / BW_k) + c_k + sum_j e_kj * X_j
+    network time = sum over nodes + c_0
+
+for the node's kind k (``cost.NodeCost.kind``: conv_dense, conv_1x1,
+conv_depthwise, conv_grouped, linear, maxpool, avgpool, batchnorm, relu, add,
+concat, flatten). P_k is a throughput in FLOP/s and BW_k a bandwidth in bytes/s
+(the roofline), c_k a per-call overhead (framework dispatch, allocation, thread
+fork/join), and X_j optional extra features of the node (``EXTRAS``) with
+non-negative costs e_kj, for work that neither FLOPs nor tensor bytes count:
+- "im2col": elements of the patch matrix a GEMM-based convolution builds,
+  C_in * kh * kw * H_out * W_out (PyTorch's THNN materialises it in a pass of
+  its own on the Pi);
+- "runs": contiguous pieces copied while building it from an NHWC tensor, one
+  per group, output pixel and kernel row: G * H_out * W_out * kh (Eigen's patch
+  extraction in XLA pays per piece: on this repo's x86 dev VM a 1x7 conv ran in
+  82 us where the 7x1 one with the same FLOPs took 104 us);
+- "groups": one library call per group (PyTorch 1.x loops over conv groups);
+- "channels" (output channels), "inputs" (input count): per-channel loops and
+  per-input copies, off by default.
+
+Conventions (per node, batch 1):
+- F, FLOPs: a multiply-accumulate is ONE FLOP (the release's convention, so the
+  device peak must be stated in MAC/s: 5.6 GFLOP/s for the Pi). Convs: MACs (+1
+  per output element with a bias); linear: MACs; batchnorm: 2 per element;
+  relu: 1 per element; pools: output elements x kernel area; add: (inputs - 1)
+  x output elements; concat, flatten: 0. Unlike ``cost.flops``, the release's
+  ``counted`` flag is ignored: every ReLU and pool does its work on the device.
+- B, bytes moved: the values the node reads (conv/linear kernels and biases,
+  batchnorm scale, shift, mean and variance: no folding, as both PyTorch and
+  ``jnas.nn`` run BN separately), its inputs and its output, each tensor stored
+  in the deployment format (``precision.storage_bytes``). A convolution reads
+  its input as the patch matrix (each element once per kernel tap covering it),
+  which is what its GEMM streams: a 3x3 conv reads ~9x its input.
+
+This module holds no fitting code (``jnas.latency_fit``) and imports JAX only
+through ``jnas.precision``, lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jnas import arch as arch_lib
+from jnas import cost
+
+FORMAT_VERSION = 1
+KINDS = (
+    "conv_dense",
+    "conv_1x1",
+    "conv_depthwise",
+    "conv_grouped",
+    "linear",
+    "maxpool",
+    "avgpool",
+    "batchnorm",
+    "relu",
+    "add",
+    "concat",
+    "flatten",
+)
+EXTRAS = ("groups", "im2col", "runs", "channels", "inputs")
+# Extras fitted by default: GEMM-based convs pay for building the patch matrix
+# (per element and per contiguous piece), and frameworks that loop over groups
+# pay one call per group.
+DEFAULT_EXTRAS = {
+    "conv_dense": ("im2col", "runs"),
+    "conv_1x1": ("im2col", "runs"),
+    "conv_depthwise": ("groups", "im2col", "runs"),
+    "conv_grouped": ("groups", "im2col", "runs"),
+}
+# Where a kind that calibration never saw borrows its parameters (first fitted
+# kind along the chain): the closest implementation, not the closest name.
+BORROW = {
+    "conv_1x1": "conv_dense",
+    "conv_dense": "conv_1x1",
+    "conv_grouped": "conv_dense",
+    "conv_depthwise": "conv_grouped",
+    "linear": "conv_1x1",
+    "maxpool": "avgpool",
+    "avgpool": "maxpool",
+    "batchnorm": "relu",
+    "relu": "add",
+    "add": "relu",
+    "concat": "add",
+    "flatten": "concat",
+}
+
+# Kinds sharing one parameter set, for calibrations with few measurements.
+_CONV = ("conv_dense", "conv_1x1", "linear")
+TIES = {
+    "none": {k: k for k in KINDS},
+    "compact": {
+        k: "conv"
+        if k in _CONV
+        else "conv_grouped"
+        if k.startswith("conv")
+        else "elementwise"
+        for k in KINDS
+    },
+    "single": {k: "all" for k in KINDS},
+}
+
+
+def tie_map(tie: str | Mapping[str, str]) -> dict[str, str]:
+    """Returns {kind: parameter group} for a ``TIES`` preset or a mapping.
+
+    Raises:
+      ValueError: for an unknown preset or a mapping that misses a kind.
+    """
+    if isinstance(tie, str):
+        if tie not in TIES:
+            raise ValueError(f"tie={tie!r}; presets: {', '.join(TIES)}")
+        return dict(TIES[tie])
+    missing = [k for k in KINDS if k not in tie]
+    if missing:
+        raise ValueError(f"tie mapping misses kinds {missing}")
+    return {k: str(tie[k]) for k in KINDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """The physical ceilings that fitted parameters must respect.
+
+    Attributes:
+      name: human-readable description.
+      peak_flops: FLOP/s with a MAC counted as one FLOP (all cores).
+      peak_bandwidth: bytes/s, an upper bound on any kind's fitted bandwidth.
+      channel_lanes: SIMD lanes along the channel axis of the device's conv
+        kernels (8 for float32 AVX2 with NHWC, as XLA); 1 where kernels
+        vectorise over space (PyTorch's NCHW). The "im2col" feature pads each
+        group's input channels to a multiple of it: a 3-channel stem fills
+        3 of 8 lanes.
+    """
+
+    name: str
+    peak_flops: float
+    peak_bandwidth: float
+    channel_lanes: int = 1
+
+    def __post_init__(self):
+        lanes = self.channel_lanes
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"Device.channel_lanes must be an int >= 1; got {lanes!r}")
+        for field in ("peak_flops", "peak_bandwidth"):
+            value = getattr(self, field)
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(
+                    f"Device.{field} must be a positive number; got {value!r}"
+                )
+
+
+# 4 Cortex-A53 at 1.4 GHz, one MAC per cycle and core (the paper's 5.6 GFLOPS);
+# LPDDR2 at 900 MT/s on a 32-bit bus = 3.6 GB/s theoretical.
+RASPBERRY_PI_3B_PLUS = Device(
+    "Raspberry Pi 3B+ (4x Cortex-A53 @ 1.4 GHz)", 5.6e9, 3.6e9
+)
+
+
+class Features(NamedTuple):
+    """Per-node model inputs of one network (the input node is left out).
+
+    Attributes:
+      kind: (n,) int, index into ``KINDS``.
+      flops: (n,) float64, F in the module's convention.
+      bytes: (n,) float64, B in the deployment format.
+      extras: (n, len(EXTRAS)) float64, the ``EXTRAS`` columns.
+    """
+
+    kind: np.ndarray
+    flops: np.ndarray
+    bytes: np.ndarray
+    extras: np.ndarray
+
+
+def features(
+    arch: arch_lib.Arch, fmt: Any = "e8m23", channel_lanes: int = 1
+) -> Features:
+    """Returns the per-node features of ``arch``.
+
+    Args:
+      arch: the architecture.
+      fmt: deployment number format of weights and activations (a
+        ``precision.FloatFormat`` or its text form; default float32).
+
+    Returns:
+      The ``Features`` of every node except the input.
+
+    Raises:
+      ValueError: for a node kind the model does not know.
+    """
+    from jnas import precision  # imports JAX; keep module import light
+
+    fmt = precision.as_format(fmt)
+    shapes = arch.shapes
+    rows = []
+    for node, c in zip(arch.nodes, cost.node_costs(arch), strict=True):
+        if node.op == "input":
+            continue
+        if c.kind not in KINDS:
+            raise ValueError(
+                f"node '{node.name}': kind {c.kind!r} has no latency "
+                f"model; known: {', '.join(KINDS)}"
+            )
+        out = shapes[node.name]
+        spatial = out[0] * out[1] if len(out) == 3 else 1
+        flops, groups, im2col, runs = c.flops, 0, 0, 0
+        if node.op == "conv":
+            kh, kw = node.attr("kernel")
+            groups = arch.groups(node)
+            runs = groups * spatial * kh
+            c_in = shapes[node.inputs[0]][-1]
+            patch = c_in * kh * kw * spatial  # the GEMM's input, as stored
+            per_group = -(-c_in // groups // channel_lanes) * channel_lanes
+            im2col = groups * per_group * kh * kw * spatial  # as the SIMD lanes see it
+        elif node.op == "relu":
+            flops = c.out_elems
+        elif node.op in ("maxpool", "avgpool"):
+            kh, kw = node.attr("kernel")
+            flops = c.out_elems * kh * kw
+        elif node.op == "add":
+            flops = c.out_elems * (len(node.inputs) - 1)
+        read = c.params - (1 if node.op == "batchnorm" else 0)  # no BN counter
+        ins = [_numel(shapes[i]) for i in node.inputs]
+        if node.op == "conv":
+            ins = [patch]
+        nbytes = sum(precision.storage_bytes(n, fmt) for n in (read, *ins, c.out_elems))
+        rows.append(
+            (
+                KINDS.index(c.kind),
+                flops,
+                nbytes,
+                (groups, im2col, runs, out[-1], len(node.inputs)),
+            )
+        )
+    kind, flops, nbytes, extras = zip(*rows, strict=True)
+    return Features(
+        np.array(kind),
+        np.array(flops, float),
+        np.array(nbytes, float),
+        np.array(extras, float).reshape(len(rows), len(EXTRAS)),
+    )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """A fitted roofline latency model (see the module docstring).
+
+    Attributes:
+      device: the ceilings the fit respected.
+      fmt: deployment format of the bytes term (text form, e.g. "e8m23").
+      kinds: {kind: {"flops_per_s": P_k, "bytes_per_s": BW_k, "call_ms": c_k,
+        "<extra>_ms": e_kj, ...}} for every kind in ``KINDS``.
+      network_ms: c_0, the per-network overhead.
+      borrowed: {kind: source kind} for kinds absent from the calibration data.
+      info: provenance and fit diagnostics (JSON-ready).
+    """
+
+    device: Device
+    fmt: str
+    kinds: Mapping[str, Mapping[str, float]]
+    network_ms: float
+    borrowed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def vector(self) -> np.ndarray:
+        """Returns (len(KINDS), 3 + len(EXTRAS)): 1/P, 1/BW, c, e per kind (ms)."""
+        rows = []
+        for k in KINDS:
+            p = self.kinds[k]
+            rows.append(
+                [
+                    1e3 / p["flops_per_s"],
+                    1e3 / p["bytes_per_s"],
+                    p["call_ms"],
+                    *(p.get(f"{e}_ms", 0.0) for e in EXTRAS),
+                ]
+            )
+        return np.array(rows)
+
+    def node_times(self, feats: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (per-node ms, per-node compute-bound flag) for ``feats``."""
+        v = self.vector()[feats.kind]
+        compute, memory = feats.flops * v[:, 0], feats.bytes * v[:, 1]
+        extra = np.einsum("ij,ij->i", feats.extras, v[:, 3:])
+        return np.maximum(compute, memory) + v[:, 2] + extra, compute >= memory
+
+    def predict(self, arch: arch_lib.Arch) -> float:
+        """Returns the predicted batch-1 latency of ``arch`` in ms."""
+        times, _ = self.node_times(features(arch, self.fmt, self.device.channel_lanes))
+        return float(times.sum() + self.network_ms)
+
+    def predict_many(self, archs: Sequence[arch_lib.Arch]) -> np.ndarray:
+        """Returns the predicted latencies (ms) of ``archs`` as an array."""
+        return np.array([self.predict(a) for a in archs])
+
+    def breakdown(self, arch: arch_lib.Arch) -> list[tuple[str, str, float, str]]:
+        """Returns (node name, kind, ms, "compute" | "memory") for every node."""
+        names = [n.name for n in arch.nodes if n.op != "input"]
+        feats = features(arch, self.fmt, self.device.channel_lanes)
+        times, bound = self.node_times(feats)
+        return [
+            (name, KINDS[k], float(t), "compute" if b else "memory")
+            for name, k, t, b in zip(names, feats.kind, times, bound, strict=True)
+        ]
+
+    def report(self) -> str:
+        """Returns a table of fitted throughput, bandwidth and overheads per kind.
+
+        A value at the device ceiling means the data never made that roof bind
+        (the term is negligible for that kind), not that it runs at peak.
+        """
+        lines = [
+            f"device: {self.device.name} (peak {self.device.peak_flops / 1e9:.3g}"
+            f" GFLOP/s, MAC = 1 FLOP; bandwidth bound "
+            f"{self.device.peak_bandwidth / 1e9:.3g} GB/s); format {self.fmt}",
+            f"{'kind':15s} {'GFLOP/s':>9s} {'GB/s':>8s} {'call us':>9s}  extras",
+        ]
+        for k in KINDS:
+            p = self.kinds[k]
+            flag = lambda v, peak: f"{v / 1e9:.3g}" + ("*" if v >= peak * 0.999 else "")
+            extras = ", ".join(
+                f"{e} {p[f'{e}_ms'] * 1e3:.3g} us" for e in EXTRAS if f"{e}_ms" in p
+            )
+            note = f"  (borrowed from {self.borrowed[k]})" if k in self.borrowed else ""
+            lines.append(
+                f"{k:15s} {flag(p['flops_per_s'], self.device.peak_flops):>9s}"
+                f" {flag(p['bytes_per_s'], self.device.peak_bandwidth):>8s}"
+                f" {p['call_ms'] * 1e3:9.3g}  {extras}{note}"
+            )
+        lines.append(
+            f"per network: {self.network_ms:.4g} ms   (* = at the ceiling: "
+            "never binding)"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the JSON-ready form (see ``from_dict``)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": "roofline",
+            "device": dataclasses.asdict(self.device),
+            "fmt": self.fmt,
+            "kinds": {k: dict(v) for k, v in self.kinds.items()},
+            "network_ms": self.network_ms,
+            "borrowed": dict(self.borrowed),
+            "info": dict(self.info),
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Writes the predictor as JSON (no pickle) to ``path``."""
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
+        Path(path).write_text(text + "\n")
+
+
+def from_dict(data: Mapping[str, Any]) -> Predictor:
+    """Rebuilds a ``Predictor`` from ``Predictor.to_dict`` output.
+
+    Raises:
+      ValueError: naming the field when the data is malformed.
+    """
+    if not isinstance(data, Mapping) or data.get("model") != "roofline":
+        raise ValueError("not a roofline predictor file (missing model='roofline')")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"predictor format_version {data.get('format_version')!r}; "
+            f"supported: {FORMAT_VERSION}"
+        )
+    kinds = data["kinds"]
+    for k in KINDS:
+        entry = kinds.get(k)
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"predictor: missing parameters of kind '{k}'")
+        for key, value in entry.items():
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise ValueError(
+                    f"predictor: kinds.{k}.{key} must be a finite "
+                    f"number >= 0; got {value!r}"
+                )
+        if entry.get("flops_per_s", 0) <= 0 or entry.get("bytes_per_s", 0) <= 0:
+            raise ValueError(
+                f"predictor: kind '{k}' needs positive flops_per_s and bytes_per_s"
+            )
+    return Predictor(
+        Device(**data["device"]),
+        data["fmt"],
+        {k: dict(kinds[k]) for k in KINDS},
+        float(data["network_ms"]),
+        dict(data.get("borrowed", {})),
+        dict(data.get("info", {})),
+    )
+
+
+def load(path: str | Path) -> Predictor:
+    """Reads a predictor written by ``Predictor.save``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    return from_dict(data)

@@ -1,0 +1,243 @@
+"""jnas.latency / roofline / latency_fit / calibration: the predictor against a
+known (oracle) model, save/load, metrics by hand, bad input, the Pi table, and a
+small measurement + calibration run on this machine."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jnas import calibration, latency, latency_fit, roofline, spaces
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PI_TABLE = SHARED / "iotnets/results_RaspPi.json"
+# Small laws of six spaces: every node kind appears (depthwise, grouped, concat,
+# maxpool, conv bias, ...) and features take milliseconds.
+SMALL = [
+    ("mobilenetv2", "s6"),
+    ("resnext", "s3"),
+    ("probenet_s", "s2"),
+    ("pnasnet", "s3"),
+    ("densenet", "s3"),
+    ("resnet", "s5"),
+]
+
+
+@pytest.fixture(scope="module")
+def archs():
+    return [spaces.sample(s, law, i) for i in range(12) for s, law in SMALL]
+
+
+# The oracle's extras; a depthwise conv's MACs equal its im2col elements, so
+# fitting both for it would leave their split undetermined.
+ORACLE_EXTRAS = {
+    "conv_dense": ("im2col",),
+    "conv_1x1": ("im2col",),
+    "conv_depthwise": ("groups",),
+    "conv_grouped": ("groups",),
+}
+
+
+def _oracle(device=roofline.RASPBERRY_PI_3B_PLUS) -> roofline.Predictor:
+    """A known model with the 'compact' tie: three parameter groups."""
+    groups = {
+        "conv": {  # 3x3 convs compute-bound, thin 1x1 ones memory-bound
+            "flops_per_s": 2e9,
+            "bytes_per_s": 2e9,
+            "call_ms": 0.02,
+            "im2col_ms": 2e-6,
+        },
+        "conv_grouped": {
+            "flops_per_s": 0.3e9,
+            "bytes_per_s": 1e9,
+            "call_ms": 0.05,
+            "groups_ms": 1e-3,
+        },
+        "elementwise": {"flops_per_s": 1e9, "bytes_per_s": 0.2e9, "call_ms": 0.01},
+    }
+    tie = roofline.TIES["compact"]
+    kinds = {k: dict(groups[tie[k]]) for k in roofline.KINDS}
+    return roofline.Predictor(device, "e8m23", kinds, 0.3)
+
+
+def test_fit_recovers_a_known_roofline_model(archs):
+    truth = _oracle()
+    y = truth.predict_many(archs)
+    # Sample indices 0, 2, 4, ... of every space train; 1, 3, 5, ... test.
+    train = np.array([(i // len(SMALL)) % 2 == 0 for i in range(len(archs))])
+    fitted = latency.fit(
+        [a for a, t in zip(archs, train, strict=True) if t],
+        y[train],
+        tie="compact",
+        extras=ORACLE_EXTRAS,
+        noise_floor=0.01,
+    )
+    # Predictions on networks the fit has not seen match the oracle's.
+    test = [a for a, t in zip(archs, train, strict=True) if not t]
+    np.testing.assert_allclose(fitted.predict_many(test), y[~train], rtol=0.03)
+    # Parameters that dominate the totals are recovered too.
+    for kind, key in [
+        ("conv_dense", "flops_per_s"),
+        ("conv_depthwise", "groups_ms"),
+        ("conv_grouped", "flops_per_s"),
+        ("relu", "bytes_per_s"),
+    ]:
+        assert fitted.kinds[kind][key] == pytest.approx(truth.kinds[kind][key], rel=0.1)
+    assert fitted.network_ms == pytest.approx(truth.network_ms, rel=0.1)
+    # Both roofs bind somewhere: the max() is needed, a sum would not fit.
+    bounds = {b for a in archs[:12] for *_, b in truth.breakdown(a)}
+    assert bounds == {"compute", "memory"}
+
+
+def test_fitted_throughput_never_exceeds_the_device_peak(archs):
+    # The data come from a device twice as fast as the stated peak allows.
+    fast = _oracle()
+    kinds = {
+        k: dict(v, flops_per_s=v["flops_per_s"] * 10) for k, v in fast.kinds.items()
+    }
+    y = dataclasses.replace(fast, kinds=kinds).predict_many(archs)
+    slow_device = roofline.Device("slow", 3e9, 1e9)
+    fitted = latency.fit(
+        archs, y, device=slow_device, tie="compact", extras=ORACLE_EXTRAS
+    )
+    assert latency_fit.check_physical(fitted) == []
+    assert max(p["flops_per_s"] for p in fitted.kinds.values()) <= 3e9 * (1 + 1e-9)
+    assert "*" in fitted.report()  # the capped roofs are flagged
+
+
+def test_save_load_round_trip(archs, tmp_path):
+    y = _oracle().predict_many(archs)
+    fitted = latency.fit(
+        archs, y, spreads_ms=0.02 * y, tie="compact", extras=ORACLE_EXTRAS
+    )
+    path = tmp_path / "predictor.json"
+    fitted.save(path)
+    loaded = latency.load(path)
+    assert loaded.to_dict() == fitted.to_dict()
+    np.testing.assert_array_equal(
+        loaded.predict_many(archs), fitted.predict_many(archs)
+    )
+    assert json.loads(path.read_text())["model"] == "roofline"  # plain JSON
+
+
+def test_load_rejects_malformed_files(tmp_path):
+    path = tmp_path / "p.json"
+    data = _oracle().to_dict()
+    data["kinds"]["relu"]["call_ms"] = -1.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="relu.call_ms"):
+        latency.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        latency.load(path)
+
+
+def test_metrics_against_hand_computed_values():
+    m = latency.evaluate([1.0, 2.2, 2.9, 4.0], [1.0, 2.0, 3.0, 5.0])
+    # relative errors: 0, +0.1, -1/30, -0.2
+    assert m["n"] == 4
+    assert m["within_5"] == 50.0 and m["within_10"] == 75.0  # +10% counts
+    assert m["median_ape"] == pytest.approx((1 / 30 + 0.1) / 2 * 100)
+    assert m["rmspe"] == pytest.approx(math.sqrt((0.01 + 1 / 900 + 0.04) / 4) * 100)
+    assert m["spearman"] == pytest.approx(1.0)
+    assert latency.evaluate([3.0, 2.0, 1.0], [1.0, 2.0, 3.0])["spearman"] == -1.0
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_fit_rejects_bad_times(archs, bad):
+    y = list(_oracle().predict_many(archs))
+    y[3] = bad
+    with pytest.raises(ValueError, match="index 3"):
+        latency.fit(archs, y, tie="compact")
+
+
+def test_fit_rejects_non_architectures_and_too_few_measurements(archs):
+    with pytest.raises(ValueError, match="not a jnas.arch.Arch"):
+        latency.fit([("mobilenetv2", "s6", 0)], [1.0])
+    with pytest.raises(ValueError, match="cannot determine"):
+        latency.fit(archs[:10], np.ones(10))  # ~40 parameters
+    with pytest.raises(ValueError, match="2 architectures but 1"):
+        latency.fit(archs[:2], [1.0])
+    with pytest.raises(ValueError, match="tie="):
+        latency.fit(archs, np.ones(len(archs)), tie="loose")
+    with pytest.raises(ValueError, match="finite and > 0"):
+        latency.evaluate([1.0], [0.0])
+    with pytest.raises(ValueError, match="finite and > 0"):
+        latency.Measurement.from_samples([1.0, -2.0], warmup=0, batch=1)
+
+
+def test_release_table_rejects_bad_rows(tmp_path):
+    row = {
+        "spacename": "random_net_resnext",
+        "law": "s3",
+        "id": 0,
+        "t_avg": 10.0,
+        "t_std": 1.0,
+    }
+    path = tmp_path / "t.json"
+    for change, message in [
+        ({"t_avg": -1.0}, "t_avg"),
+        ({"t_std": float("nan")}, "t_std"),
+        ({"law": "s9"}, "cannot build"),
+        ({"id": None}, "cannot build"),
+    ]:
+        path.write_text(json.dumps([row, row | change]))
+        with pytest.raises(ValueError, match=f"row 1.*{message}"):
+            latency.read_release_table(path)
+
+
+@pytest.mark.skipif(not PI_TABLE.exists(), reason="../shared/iotnets is absent")
+def test_pi_table_ingestion():
+    entries = latency.read_release_table(PI_TABLE)
+    assert len(entries) == 1617
+    families = {e.source["space"] for e in entries}
+    assert families == {"densenet", "googlenet", "mobilenetv2", "pnasnet", "resnext"}
+    assert min(e.latency_ms for e in entries) == pytest.approx(5.4, abs=0.01)
+
+
+def test_measure_on_this_machine():
+    net = spaces.sample("probenet_s", "s2", 0)
+    m = latency.measure(net, warmup=2, repeats=5)
+    assert len(m.samples_ms) == 5 and m.min_ms <= m.median_ms <= max(m.samples_ms)
+    assert m.min_ms > 0 and m.compile_s > 0
+    host = latency.host_description()
+    assert {"cpu", "xla_flags", "affinity", "loadavg", "jax"} <= host.keys()
+
+
+def test_measure_names_a_network_that_cannot_be_built(monkeypatch):
+    from jnas import nn
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no such op")
+
+    monkeypatch.setattr(nn, "create_model", broken)
+    net = spaces.sample("resnext", "s3", 0)
+    with pytest.raises(ValueError, match=f"{net.hash[:12]}.*cannot be built"):
+        latency.measure(net, repeats=1)
+
+
+def test_small_calibration_run_resumes(tmp_path):
+    from experiments import calibrate as calibrate_config
+
+    config = calibrate_config.get_config("small")
+    config.pin_threads = False  # JAX is already initialised in this process
+    config.n_calibration, config.n_evaluation, config.repeats = 7, 3, 4
+    metrics = calibration.calibrate_and_fit(config, tmp_path, log_fn=lambda s: None)
+    assert metrics["evaluation"]["n"] == 3
+    assert 0 <= metrics["evaluation"]["within_10"] <= 100
+    lines = (tmp_path / "calibration.jsonl").read_text().splitlines()
+    assert len(lines) == 7 and json.loads(lines[0])["host"]["cpu"]
+    with pytest.raises(ValueError, match="statistic="):
+        latency.read_calibration(tmp_path / "calibration.jsonl", statistic="p90")
+    predictor = latency.load(tmp_path / "predictor.json")
+    assert latency_fit.check_physical(predictor) == []
+    # A rerun measures nothing new; a truncated last line (a kill) is ignored.
+    with (tmp_path / "evaluation.jsonl").open("a") as f:
+        f.write('{"hash": "trunc')
+    again = calibration.calibrate_and_fit(config, tmp_path, log_fn=lambda s: None)
+    assert again["calibration"] == metrics["calibration"]
+    for name, n in (("calibration.jsonl", 7), ("evaluation.jsonl", 3)):
+        assert len((tmp_path / name).read_text().splitlines()) == n
