@@ -22,7 +22,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jnas import cost, engine, population, spaces, train

@@ -243,15 +243,35 @@ class Arch:
         Candidates with equal skeletons differ only in widths and can share one
         padded program.
         """
-        data = self.to_dict(meta=False)
-        for node, entry in zip(self.nodes, data["nodes"], strict=True):
-            for key in WIDTH_ATTRS.get(node.op, ()):
-                del entry["attrs"][key]
-            if node.op == "conv" and node.attr("groups") == DEPTHWISE:
-                c_in = self.shapes[node.inputs[0]][-1]
-                entry["attrs"]["multiplier"] = node.attr("out_channels") // c_in
+        data = self.skeleton()
         data["skeleton"] = True
         return _sha256(data)
+
+    def skeleton(self, *, cardinality: bool = True) -> dict[str, Any]:
+        """The dict form of the topology with every width removed.
+
+        Args:
+          cardinality: keep integer conv group counts (True, as in
+            ``skeleton_hash``); False replaces them by "int", for consumers that
+            run grouped convolutions densely (``jnas.population``).
+
+        Returns:
+          ``to_dict(meta=False)`` without ``WIDTH_ATTRS``; depthwise convs gain
+          their channel ``multiplier``.
+        """
+        data = self.to_dict(meta=False)
+        for node, entry in zip(self.nodes, data["nodes"], strict=True):
+            attrs = entry["attrs"]
+            for key in WIDTH_ATTRS.get(node.op, ()):
+                del attrs[key]
+            if node.op != "conv":
+                continue
+            if node.attr("groups") == DEPTHWISE:
+                c_in = self.shapes[node.inputs[0]][-1]
+                attrs["multiplier"] = node.attr("out_channels") // c_in
+            elif not cardinality:
+                attrs["groups"] = "int"
+        return data
 
 
 def from_dict(data: Any) -> Arch:

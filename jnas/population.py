@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import cost
+from jnas import cost, nn_ops
 
 Variables = dict[str, Any]
 
@@ -54,18 +54,7 @@ def bucket_key(arch: arch_lib.Arch) -> str:
     integer group counts also dropped, since the padded program runs grouped
     convolutions densely. Input shape and class count are part of it.
     """
-    data = arch.to_dict(meta=False)
-    for node, entry in zip(arch.nodes, data["nodes"], strict=True):
-        attrs = entry["attrs"]
-        for key in arch_lib.WIDTH_ATTRS.get(node.op, ()):
-            del attrs[key]
-        if node.op == "conv":
-            if attrs["groups"] == arch_lib.DEPTHWISE:
-                c_in = arch.shapes[node.inputs[0]][-1]
-                attrs["multiplier"] = node.attr("out_channels") // c_in
-            else:  # 1 or a cardinality K: the padded program is dense either way
-                attrs["groups"] = "int"
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(arch.skeleton(cardinality=False), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -393,25 +382,13 @@ def extract(bucket: Bucket, index: int, padded: Variables) -> Variables:
 
 
 def _padded_shapes(bucket: Bucket) -> dict[str, dict[str, dict[str, tuple]]]:
-    """Shapes of the padded variables, computed from the padded IR (no JAX)."""
+    """Shapes of the padded variables, computed from the padded IR."""
     arch = bucket.padded
     params, stats = {}, {}
+    for name, (kernel, bias) in nn_ops.weight_shapes(arch).items():
+        params[name] = {"kernel": kernel, **({"bias": kernel[-1:]} if bias else {})}
     for node in arch.nodes:
-        if node.op == "conv":
-            kh, kw = node.attr("kernel")
-            c_in = arch.shapes[node.inputs[0]][-1]
-            shapes = {
-                "kernel": (kh, kw, c_in // arch.groups(node), node.attr("out_channels"))
-            }
-            if node.attr("bias"):
-                shapes["bias"] = (node.attr("out_channels"),)
-            params[node.name] = shapes
-        elif node.op == "linear":
-            n_in = arch.shapes[node.inputs[0]][0]
-            params[node.name] = {"kernel": (n_in, node.attr("out_features"))}
-            if node.attr("bias"):
-                params[node.name]["bias"] = (node.attr("out_features"),)
-        elif node.op == "batchnorm":
+        if node.op == "batchnorm":
             c = arch.shapes[node.name][-1]
             params[node.name] = {"scale": (c,), "bias": (c,)}
             stats[node.name] = {"mean": (c,), "var": (c,)}

@@ -301,16 +301,7 @@ def _round_bits(x, rbits, fmt: FloatFormat, rounding: str, carrier: _Carrier):
         # one constant shift for every element, nothing below the target's
         # smallest quantum, so rounding `a` itself takes a few constant-mask ops.
         # A carry into the exponent field is exactly the move to the next binade.
-        s = cm - fmt.mantissa_bits
-        low_mask = u32((1 << s) - 1)
-        if rounding == "nearest_even":
-            odd = (a >> s) & u32(1)  # the target mantissa's lsb (see below)
-            inc = (u32((1 << s) >> 1) - u32(1) + odd) & low_mask  # wraps if s == 0
-            out = (a + inc) & ~low_mask
-        elif rounding == "toward_zero":
-            out = a & ~low_mask
-        else:
-            out = (a + (rbits & low_mask)) & ~low_mask
+        out = _round_fixed_shift(a, cm - fmt.mantissa_bits, rounding, rbits)
     elif carrier.mantissa_bits == 23 and rounding != "stochastic":
         # float32 carrier, target with a narrower exponent (E <= 7). Every value
         # of such a target is a float32 *normal*, so float arithmetic is exact
@@ -321,18 +312,14 @@ def _round_bits(x, rbits, fmt: FloatFormat, rounding: str, carrier: _Carrier):
         # by the scaling, which is also the right answer: they are far below q/2.
         # Constant shifts and no per-element variable shifts make this path
         # about twice as fast as the general one below.
-        s = cm - fmt.mantissa_bits
-        low_mask = u32((1 << s) - 1)
+        normal = _round_fixed_shift(a, cm - fmt.mantissa_bits, rounding, rbits)
         quantum = 2.0 ** (emin_t - fmt.mantissa_bits)
         scaled = jax.lax.bitcast_convert_type(a, jnp.float32) * np.float32(
             1 / quantum
         )
         if rounding == "nearest_even":
-            inc = (u32((1 << s) >> 1) - u32(1) + ((a >> s) & u32(1))) & low_mask
-            normal = (a + inc) & ~low_mask
             k = jax.lax.round(scaled, jax.lax.RoundingMethod.TO_NEAREST_EVEN)
         else:
-            normal = a & ~low_mask
             k = jnp.floor(scaled)
         subnormal = jax.lax.bitcast_convert_type(k * np.float32(quantum), u32)
         out = jnp.where(a < u32(min_normal_bits), subnormal, normal)
@@ -381,6 +368,25 @@ def _round_bits(x, rbits, fmt: FloatFormat, rounding: str, carrier: _Carrier):
     quiet_nan = inf_bits | (1 << (cm - 1))
     out = jnp.where(is_nan, u32(quiet_nan), jnp.where(is_inf, a, out))
     return jax.lax.bitcast_convert_type((out | sign).astype(carrier.uint), x.dtype)
+
+
+def _round_fixed_shift(a, s: int, rounding: str, rbits):
+    """Rounds the bit patterns `a` to multiples of 2**s (the same s everywhere).
+
+    Valid where the target's quantum is 2**s carrier quanta for every element
+    rounded: a carry into the exponent field is exactly the move to the next
+    binade. For nearest-even, a >> s ends in the target mantissa's lsb (for
+    M == 0 the exponent's: both biases are odd, so parities agree).
+    """
+    u32 = jnp.uint32
+    low_mask = u32((1 << s) - 1)
+    if rounding == "nearest_even":
+        odd = (a >> s) & u32(1)
+        inc = (u32((1 << s) >> 1) - u32(1) + odd) & low_mask  # wraps if s == 0
+        return (a + inc) & ~low_mask
+    if rounding == "toward_zero":
+        return a & ~low_mask
+    return (a + (rbits & low_mask)) & ~low_mask
 
 
 def _stochastic_dynamic(a, sig, shift, rbits, cm: int, tiny_bits: int):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import data, engine, nn, pipeline, population, spaces, train
+from jnas import engine, nn, pipeline, population, spaces, train
 
 STEPS = 20
 BATCH = 16
