@@ -138,6 +138,7 @@ class Net(nn.Module):
       rounding: one of ``precision.ROUNDINGS``.
       dtype: computation dtype of activations (params are cast to it).
       param_dtype: storage dtype of params.
+      conv_impl: convolution lowering, one of ``nn_ops.CONV_IMPLS``.
     """
 
     arch: arch_lib.Arch
@@ -146,6 +147,7 @@ class Net(nn.Module):
     rounding: str = "nearest_even"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -216,7 +218,13 @@ class Net(nn.Module):
         stride, padding = node.attr("stride"), node.attr("padding")
         groups = self.arch.groups(node)
         return nn_ops.conv2d(
-            x, kernel, bias, stride=stride, padding=padding, groups=groups
+            x,
+            kernel,
+            bias,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            impl=self.conv_impl,
         )
 
     def _node(
@@ -265,6 +273,7 @@ def create_model(
     rounding: str = "nearest_even",
     dtype: Any = jnp.float32,
     param_dtype: Any = jnp.float32,
+    conv_impl: str = "xla",
 ) -> Net:
     """Returns the ``Net`` of ``arch``, checking the options early.
 
@@ -276,6 +285,8 @@ def create_model(
         RNG (``apply(..., key=...)``).
       dtype: computation dtype (float32, bfloat16 or float16).
       param_dtype: storage dtype of the params.
+      conv_impl: convolution lowering, one of ``nn_ops.CONV_IMPLS`` (same
+        maths; which is faster depends on the backend and the strategy).
 
     Returns:
       The module (formats parsed to ``FloatFormat``).
@@ -284,9 +295,13 @@ def create_model(
         raise ValueError(
             f"rounding={rounding!r} is not one of {', '.join(precision.ROUNDINGS)}"
         )
+    if conv_impl not in nn_ops.CONV_IMPLS:
+        raise ValueError(
+            f"conv_impl={conv_impl!r} is not one of {', '.join(nn_ops.CONV_IMPLS)}"
+        )
     fmts = [None if f is None else precision.as_format(f)
             for f in (weight_format, activation_format)]  # fmt: skip
-    return Net(arch, fmts[0], fmts[1], rounding, dtype, param_dtype)
+    return Net(arch, fmts[0], fmts[1], rounding, dtype, param_dtype, conv_impl)
 
 
 def init(model: Net, key: jax.Array, batch_size: int = 1) -> Variables:

@@ -18,6 +18,7 @@ Nothing here owns parameters; ``jnas.nn`` declares them and calls these
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +91,9 @@ def torch_bound(fan: int) -> float:
     return 1.0 / math.sqrt(fan)
 
 
+CONV_IMPLS = ("xla", "im2col")
+
+
 def conv2d(
     x: jax.Array,
     kernel: jax.Array,
@@ -98,6 +102,7 @@ def conv2d(
     stride: tuple[int, int],
     padding: tuple[int, int],
     groups: int,
+    impl: str = "xla",
 ) -> jax.Array:
     """2-D cross-correlation with symmetric zero padding (PyTorch ``Conv2d``).
 
@@ -108,10 +113,18 @@ def conv2d(
       stride: (sh, sw).
       padding: (ph, pw), applied on both sides.
       groups: resolved group count (C_in for depthwise).
+      impl: "xla" (``lax.conv_general_dilated``) or "im2col" (``conv2d_im2col``:
+        the same maths as slices and matmuls, which XLA:CPU runs much faster
+        inside ``lax.map`` and differentiates without grouped convolutions).
 
     Returns:
       (N, H_out, W_out, C_out) with floor output sizes.
     """
+    if impl == "im2col":
+        y = conv2d_im2col(x, kernel, stride=stride, padding=padding, groups=groups)
+        return y if bias is None else y + bias
+    if impl != "xla":
+        raise ValueError(f"conv impl {impl!r} is not one of {', '.join(CONV_IMPLS)}")
     (ph, pw) = padding
     y = jax.lax.conv_general_dilated(
         x,
@@ -122,6 +135,57 @@ def conv2d(
         feature_group_count=groups,
     )
     return y if bias is None else y + bias
+
+
+def conv2d_im2col(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    groups: int,
+) -> jax.Array:
+    """``conv2d`` without bias, lowered to strided slices and matmuls.
+
+    Why: XLA:CPU's convolution gradients are slow for small networks, and
+    inside ``lax.map`` (the population engine's per-candidate loop) its
+    convolutions lose their fast path; slices, concatenation and dot products
+    keep theirs. Dense: the kh*kw shifted windows are concatenated on the
+    channel axis (im2col) and multiplied by the (kh*kw*C_in, C_out) kernel;
+    1x1 convolutions are a plain matmul. Depthwise: a sum over the kh*kw
+    windows of elementwise products (no matmul to gain). Grouped: one batched
+    matmul over the groups.
+    """
+    n, h, w, c = x.shape
+    kh, kw, cin_g, cout = kernel.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if ph or pw:
+        x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    windows = [
+        jax.lax.slice(
+            x,
+            (0, i, j, 0),
+            (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+            (1, sh, sw, 1),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    if groups == c and cin_g == 1 and c > 1:  # depthwise, multiplier cout // c
+        mult = cout // c
+        taps = kernel.reshape(kh * kw, c, mult)
+        y = sum(win[..., None] * taps[t] for t, win in enumerate(windows))
+        return y.reshape(n, ho, wo, cout)
+    if groups == 1:
+        patches = windows[0] if len(windows) == 1 else jnp.concatenate(windows, -1)
+        y = patches.reshape(-1, kh * kw * c) @ kernel.reshape(-1, cout)
+        return y.reshape(n, ho, wo, cout)
+    cout_g = cout // groups
+    patches = jnp.stack(windows, axis=3).reshape(n * ho * wo, kh * kw, groups, cin_g)
+    k = kernel.reshape(kh * kw, cin_g, groups, cout_g)
+    y = jnp.einsum("ptgi,tigo->pgo", patches, k)
+    return y.reshape(n, ho, wo, cout)
 
 
 def max_pool(

@@ -387,3 +387,43 @@ def test_bad_options_and_inputs_fail_early():
     stochastic = nn.create_model(net, weight_format="e4m3", rounding="stochastic")
     with pytest.raises(ValueError, match="needs apply"):
         nn.apply(stochastic, variables, jnp.zeros((1, 4, 4, 3)))
+
+
+@pytest.mark.parametrize(
+    "c_in,c_out,groups,kernel,stride,padding",
+    [
+        (8, 16, 1, 3, 1, 1),  # dense 3x3
+        (8, 16, 1, 1, 2, 0),  # strided 1x1
+        (8, 16, 4, 3, 2, 1),  # grouped
+        (8, 16, 8, 3, 1, 1),  # depthwise, multiplier 2
+        (8, 8, 8, 5, 2, 2),  # depthwise 5x5 strided
+        (3, 6, 1, 7, 2, 3),  # a stem
+    ],
+)
+def test_im2col_conv_matches_xla_conv_values_and_gradients(
+    c_in, c_out, groups, kernel, stride, padding
+):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(rng.normal(size=(2, 9, 9, c_in)))
+        w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in // groups, c_out)))
+        b = jnp.asarray(rng.normal(size=(c_out,)))
+
+        def loss(impl, x, w, b):
+            y = nn_ops.conv2d(
+                x, w, b, stride=(stride, stride), padding=(padding, padding),
+                groups=groups, impl=impl,
+            )  # fmt: skip
+            return jnp.sum(jnp.sin(y)), y
+
+        (_, want), gwant = jax.value_and_grad(
+            functools.partial(loss, "xla"), argnums=(0, 1, 2), has_aux=True
+        )(x, w, b)
+        (_, got), ggot = jax.value_and_grad(
+            functools.partial(loss, "im2col"), argnums=(0, 1, 2), has_aux=True
+        )(x, w, b)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        for g, gw in zip(ggot, gwant, strict=True):
+            np.testing.assert_allclose(g, gw, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="conv impl 'fft'"):
+        nn_ops.conv2d(x, w, None, stride=(1, 1), padding=(0, 0), groups=1, impl="fft")
