@@ -2,10 +2,12 @@
 
     python benchmarks/population.py [--sizes 8,32,128] [--spaces mobilenetv2:s5,resnext:s3]
         [--steps 3] [--batch 128] [--max-waste 1.0] [--sequential-sample 8]
+        [--choose rule|autotune] [--cache DIR]
 
 For each space and population size: sample the candidates, plan buckets
-(`population.plan`), autotune vmap vs lax.map per bucket, and time training
-steps of every bucket after compilation. The baseline, measured in the same
+(`population.plan`), choose (strategy, conv lowering) per bucket by
+`engine.default_plan` (the documented rule, default) or `engine.autotune`, and
+time training steps of every bucket after compilation. The baseline, measured in the same
 run, is the sequential per-candidate loop (each candidate's own jitted step on
 its own unpadded architecture). Compiling one program per candidate is
 expensive, so the baseline times a seeded sample of `--sequential-sample`
@@ -57,20 +59,25 @@ def run(space, law, size, args, recipe, images, labels):
     t_pop, compile_pop, strategies, waste = 0.0, 0.0, [], []
     for bucket, _ in plan:
         keys = list(jax.random.split(jax.random.key(1), bucket.size))
-        if bucket.size == 1:
-            strategy = "vmap"
-        else:
-            strategy, _ = engine.autotune(
+        start = time.perf_counter()
+        if args.choose == "autotune" and bucket.size > 1:
+            (strategy, impl), _ = engine.autotune(
                 bucket, recipe, batch_size=args.batch, input_shape=(32, 32, 3)
             )
-        start = time.perf_counter()
+        else:
+            strategy, impl = engine.default_plan(bucket)
         trainer = engine.BucketTrainer(
-            bucket, recipe, keys=keys, lrs=[0.05] * bucket.size, strategy=strategy
+            bucket,
+            recipe,
+            keys=keys,
+            lrs=[0.05] * bucket.size,
+            strategy=strategy,
+            conv_impl=impl,
         )
         jax.block_until_ready(trainer.step(images, labels))
         compile_pop += time.perf_counter() - start
         t_pop += _time_steps(trainer, images, labels, args.steps)
-        strategies.append(f"{bucket.size}:{strategy}")
+        strategies.append(f"{bucket.size}:{strategy}/{impl}")
         waste.append(bucket.waste())
     # Sequential baseline on a seeded sample, scaled to the population.
     rng = np.random.default_rng(0)
@@ -80,7 +87,12 @@ def run(space, law, size, args, recipe, images, labels):
         bucket = population.make_bucket([archs[i]])
         start = time.perf_counter()
         trainer = engine.BucketTrainer(
-            bucket, recipe, keys=[jax.random.key(1)], lrs=[0.05], strategy="sequential"
+            bucket,
+            recipe,
+            keys=[jax.random.key(1)],
+            lrs=[0.05],
+            strategy="sequential",
+            conv_impl=args.baseline_impl,
         )
         jax.block_until_ready(trainer.step(images, labels))
         compile_seq += time.perf_counter() - start
@@ -113,7 +125,16 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--max-waste", type=float, default=1.0)
     parser.add_argument("--sequential-sample", type=int, default=8)
+    parser.add_argument("--choose", choices=("rule", "autotune"), default="rule")
+    parser.add_argument(
+        "--baseline-impl",
+        choices=engine.CONV_IMPLS,
+        default="xla",
+        help="conv lowering of the sequential baseline (xla: what users write)",
+    )
+    parser.add_argument("--cache", default=None, help="persistent compile cache")
     args = parser.parse_args(argv)
+    engine.enable_compilation_cache(args.cache)
 
     recipe = engine.Recipe(
         tx=train.make_optimizer(), schedule=train.make_schedule("cosine", 1000)
@@ -125,6 +146,7 @@ def main(argv=None):
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}: dense float32 "
         f"matmul {peak / 1e9:.1f} GFLOP/s; batch {args.batch}, "
+        f"choice {args.choose}, baseline lowering {args.baseline_impl}, "
         f"median of {args.steps} steps after compilation"
     )
     for spec in args.spaces.split(","):

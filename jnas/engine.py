@@ -11,9 +11,19 @@ buckets; this module adds the candidate axis:
 - "sequential": one jitted step per candidate on its own *unpadded*
   architecture: the baseline, and what "trained alone" means.
 
-The strategy is chosen per bucket by a short measured autotune ("auto") or
-forced by config. Every strategy is one jit boundary per step with the states
-donated; metrics stay on the device and leave it every `log_every` steps.
+Each strategy runs with a convolution lowering (`nn_ops.CONV_IMPLS`): XLA's
+convolution, or "im2col" (strided slices and matmuls). Same maths, different
+speed: on XLA:CPU, lax.map with im2col is the fastest population program, and
+XLA's convolutions inside lax.map are the slowest (BUILD_NOTES.md). The pair
+(strategy, lowering) is chosen per bucket by a short measured autotune
+(`autotune`), by the documented rule `default_plan` (no timing), or forced by
+config. Every strategy is one jit boundary per step with the states donated;
+metrics stay on the device and leave it every `log_every` steps.
+
+Compiled steps are shared: `step_function` caches one jitted step per (recipe,
+architecture, strategy, lowering), so the program the autotune compiled is the
+one the trainer then runs, and `enable_compilation_cache` turns on JAX's
+persistent cache so a rerun (a resumed search) skips compiling.
 """
 
 from __future__ import annotations
@@ -29,9 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas import nn, pipeline, population, train
+from jnas import distributed, nn, pipeline, population, train
 
 STRATEGIES = ("vmap", "map", "sequential")
+CONV_IMPLS = nn.nn_ops.CONV_IMPLS
 _next_batch = jax.jit(
     pipeline.next_batch, static_argnames=("batch_size", "augment", "dtype")
 )
@@ -61,8 +72,39 @@ class Recipe:
     schedule: train.Schedule
     model_options: tuple[tuple[str, Any], ...] = ()
 
-    def model(self, arch) -> nn.Net:
-        return nn.create_model(arch, **dict(self.model_options))
+    def model(self, arch, conv_impl: str = "xla") -> nn.Net:
+        return nn.create_model(arch, conv_impl=conv_impl, **dict(self.model_options))
+
+
+def enable_compilation_cache(path: str | None, min_compile_secs: float = 0.5) -> None:
+    """Turns on JAX's persistent compilation cache in `path` (None: leave off).
+
+    A probe cut a 2.8 s compile to 0.2 s on a rerun; a resumed search compiles
+    the same bucket programs again, so this is where it pays.
+    """
+    if path is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_secs)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def default_plan(
+    bucket: population.Bucket, backend: str | None = None
+) -> tuple[str, str]:
+    """The documented rule for (strategy, conv lowering) without timing.
+
+    CPU: lax.map with im2col convolutions for buckets of several candidates
+    (the one combination measured faster than the per-candidate loop); a
+    single candidate runs its own program, with im2col (faster gradients on
+    XLA:CPU). Accelerators: vmap with XLA's convolutions (one wide program
+    fills the device; jax#13800 reports slow grouped-convolution gradients on
+    GPU, which `autotune` measures rather than assumes).
+    """
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        return ("map" if bucket.size > 1 else "vmap"), "im2col"
+    return "vmap", "xla"
 
 
 class BucketTrainer:
@@ -84,10 +126,18 @@ class BucketTrainer:
         keys: Sequence[jax.Array],
         lrs: Sequence[float],
         strategy: str,
+        conv_impl: str = "xla",
+        mesh: jax.sharding.Mesh | None = None,
     ):
+        # mesh (jnas.distributed): states padded to a multiple of its
+        # "candidates" axis and sharded along it; "sequential" ignores it.
         if strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy={strategy!r} is not one of {', '.join(STRATEGIES)}"
+            )
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(
+                f"conv_impl={conv_impl!r} is not one of {', '.join(CONV_IMPLS)}"
             )
         if len(keys) != bucket.size or len(lrs) != bucket.size:
             raise ValueError(
@@ -95,7 +145,8 @@ class BucketTrainer:
                 f"got {len(keys)} keys and {len(lrs)} lrs"
             )
         self.bucket, self.recipe, self.strategy = bucket, recipe, strategy
-        self.traces = 0
+        self.conv_impl = conv_impl
+        self.mesh = None if strategy == "sequential" else mesh
         states = []
         for i, member in enumerate(bucket.members):
             init_key, state_key = jax.random.split(keys[i])
@@ -110,39 +161,27 @@ class BucketTrainer:
             )
         if strategy == "sequential":
             self.states = states
-            self._steps = [self._make_single_step(m) for m in bucket.members]
+            self._steps = [
+                step_function(recipe, m, "sequential", conv_impl)
+                for m in bucket.members
+            ]
         else:
-            self.states = jax.device_put(stack(states))
-            self._step = self._make_population_step()
+            step = step_function(recipe, bucket.padded, strategy, conv_impl)
+            if self.mesh is None:
+                self.states = jax.device_put(stack(states))
+                self._steps = [step]
+            else:  # jnas.distributed: padded copies, sharded, shard_map'ed step
+                self.states = distributed.shard_population(stack(states), self.mesh)
+                self._steps = [distributed.shard_step(step, self.mesh)]
 
-    def _single(self, arch) -> Callable:
-        return functools.partial(
-            train.train_step,
-            model=self.recipe.model(arch),
-            tx=self.recipe.tx,
-            schedule=self.recipe.schedule,
-        )
+    @property
+    def traces(self) -> int:
+        """How many times this trainer's step programs were traced (compiles).
 
-    def _counted(self, fn: Callable) -> Callable:
-        def traced(*args):
-            self.traces += 1  # runs only while tracing
-            return fn(*args)
-
-        return traced
-
-    def _make_single_step(self, arch) -> Callable:
-        return jax.jit(self._counted(self._single(arch)), donate_argnums=0)
-
-    def _make_population_step(self) -> Callable:
-        single = self._single(self.bucket.padded)
-        if self.strategy == "vmap":
-            fn = jax.vmap(single, in_axes=(0, None, None))
-        else:
-
-            def fn(states, images, labels):
-                return jax.lax.map(lambda s: single(s, images, labels), states)
-
-        return jax.jit(self._counted(fn), donate_argnums=0)
+        The programs are shared (`step_function`), so a program compiled by
+        the autotune already counts here.
+        """
+        return sum(f.traces for f in self._steps)
 
     def step(self, images: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
         """Trains every candidate one step on the shared batch.
@@ -151,10 +190,13 @@ class BucketTrainer:
           metrics with a leading candidate axis (on the device).
         """
         if self.strategy == "sequential":
-            out = [f(s, images, labels) for f, s in zip(self._steps, self.states)]
+            out = [
+                f(s, images, labels)
+                for f, s in zip(self._steps, self.states, strict=True)
+            ]
             self.states = [s for s, _ in out]
             return stack([m for _, m in out])
-        self.states, metrics = self._step(self.states, images, labels)
+        self.states, metrics = self._steps[0](self.states, images, labels)
         return metrics
 
     def variables(self, index: int) -> dict[str, Any]:
@@ -170,7 +212,57 @@ class BucketTrainer:
         """bool [candidates]: which candidates are frozen after a non-finite loss."""
         if self.strategy == "sequential":
             return np.array([bool(s.diverged) for s in self.states])
-        return np.asarray(self.states.diverged)
+        return np.asarray(self.states.diverged)[: self.bucket.size]  # no padding
+
+
+class _CountedStep:
+    """A jitted step that counts its traces (the compile counter of the tests)."""
+
+    def __init__(self, fn: Callable):
+        self.traces = 0
+
+        def traced(*args):
+            self.traces += 1  # runs only while tracing
+            return fn(*args)
+
+        self._jitted = jax.jit(traced, donate_argnums=0)
+
+    def __call__(self, *args):
+        return self._jitted(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def step_function(
+    recipe: Recipe, arch, strategy: str, conv_impl: str = "xla"
+) -> _CountedStep:
+    """The jitted training step of `arch` under a strategy (cached).
+
+    Args:
+      recipe: the training recipe.
+      arch: the candidate's architecture ("sequential") or the bucket's padded
+        one ("vmap", "map").
+      strategy: one of STRATEGIES.
+      conv_impl: one of CONV_IMPLS.
+
+    Returns:
+      A callable `(states, images, labels) -> (states, metrics)`, states
+      donated; with a leading candidate axis unless "sequential".
+    """
+    single = functools.partial(
+        train.train_step,
+        model=recipe.model(arch, conv_impl),
+        tx=recipe.tx,
+        schedule=recipe.schedule,
+    )
+    if strategy == "sequential":
+        return _CountedStep(single)
+    if strategy == "vmap":
+        return _CountedStep(jax.vmap(single, in_axes=(0, None, None)))
+
+    def mapped(states, images, labels):
+        return jax.lax.map(lambda s: single(s, images, labels), states)
+
+    return _CountedStep(mapped)
 
 
 def train_bucket(
@@ -207,6 +299,8 @@ def train_bucket(
         window.append(trainer.step(images, labels))
         if step % log_every == 0 or step == steps:
             fetched = jax.device_get(window)  # one transfer per window
+            n = trainer.bucket.size  # drop a mesh's padding copies
+            fetched = [{k: v[:n] for k, v in m.items()} for m in fetched]
             window = []
             active = np.sum([m["active"] for m in fetched], axis=0)
             loss = np.sum([m["loss"] for m in fetched], axis=0) / np.maximum(active, 1)
@@ -220,31 +314,87 @@ def train_bucket(
 
 
 def evaluate(
-    trainer: BucketTrainer, ds: pipeline.DeviceDataset, *, batch_size: int = 500
+    trainer: BucketTrainer,
+    ds: pipeline.DeviceDataset,
+    *,
+    batch_size: int = 500,
+    variables: Any = None,
 ) -> np.ndarray:
-    """Accuracy of every candidate on a whole dataset (running BN statistics)."""
-    recipe = trainer.recipe
-    if trainer.strategy == "sequential":
-        steps = [
-            jax.jit(functools.partial(train.eval_step, model=recipe.model(a)))
-            for a in trainer.bucket.members
-        ]
-        correct, count = np.zeros(trainer.bucket.size), 0
-        for images, labels, mask in pipeline.eval_batches(ds, batch_size):
-            out = [f(s, images, labels, mask) for f, s in zip(steps, trainer.states)]
-            correct += np.array([int(o["correct"]) for o in out])
-            count += int(out[0]["count"])
-        return correct / count
-    single = functools.partial(
-        train.eval_step, model=recipe.model(trainer.bucket.padded)
-    )
-    fn = jax.jit(jax.vmap(single, in_axes=(0, None, None, None)))
+    """Accuracy of every candidate on a whole dataset (running BN statistics).
+
+    Args:
+      trainer: the bucket's trainer.
+      ds: the evaluation data on the device.
+      batch_size: examples per evaluation batch.
+      variables: optional replacement {"params", "batch_stats"} in the
+        trainer's own layout (stacked, or a list for "sequential"), e.g. the
+        trained values rounded to a number format (`quantize_variables`).
+
+    Returns:
+      float [candidates] accuracies.
+    """
+    bucket = trainer.bucket
+    fn = eval_function(trainer.recipe, bucket.padded, bucket.members,
+                       trainer.strategy, trainer.conv_impl)  # fmt: skip
+    if trainer.mesh is not None:  # per shard of candidates (jnas.distributed)
+        fn = distributed.shard_eval(fn, trainer.mesh)
+    states = trainer.states
+    if variables is not None:
+        if trainer.strategy == "sequential":
+            states = [s._replace(**v) for s, v in zip(states, variables, strict=True)]
+        else:
+            states = states._replace(**variables)
     totals = None
     for images, labels, mask in pipeline.eval_batches(ds, batch_size):
-        out = fn(trainer.states, images, labels, mask)
+        out = fn(states, images, labels, mask)
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
-    return totals["correct"] / totals["count"]
+    acc = np.asarray(totals["correct"]) / np.asarray(totals["count"])
+    return acc[: bucket.size]  # without a mesh's padding copies
+
+
+@functools.lru_cache(maxsize=64)
+def eval_function(
+    recipe: Recipe,
+    padded,
+    members: tuple,
+    strategy: str,
+    conv_impl: str,
+) -> Callable:
+    """Jitted `(states, images, labels, mask) -> sums` with a candidate axis.
+
+    Args: the recipe, the bucket's padded architecture and member
+    architectures (hashable, for the cache), the strategy and lowering.
+    """
+    if strategy == "sequential":
+        steps = [
+            jax.jit(functools.partial(
+                train.eval_step, model=recipe.model(a, conv_impl)))
+            for a in members
+        ]  # fmt: skip
+
+        def run(states, images, labels, mask):
+            return stack(
+                [
+                    f(s, images, labels, mask=mask)
+                    for f, s in zip(steps, states, strict=True)
+                ]
+            )
+
+        return run
+    single = functools.partial(train.eval_step, model=recipe.model(padded, conv_impl))
+    if strategy == "vmap":
+        return jax.jit(
+            jax.vmap(
+                lambda s, x, y, m: single(s, x, y, mask=m),
+                in_axes=(0, None, None, None),
+            )
+        )
+    return jax.jit(
+        lambda states, images, labels, mask: jax.lax.map(
+            lambda s: single(s, images, labels, mask=mask), states
+        )
+    )
 
 
 def autotune(
@@ -253,35 +403,47 @@ def autotune(
     *,
     batch_size: int,
     input_shape: tuple[int, int, int],
-    candidates: Sequence[str] = ("vmap", "map"),
-    steps: int = 3,
-) -> tuple[str, dict[str, float]]:
-    """Times a few steps of each strategy on random data; returns the fastest.
+    candidates: Sequence[tuple[str, str]] = (
+        ("map", "im2col"),
+        ("vmap", "im2col"),
+        ("vmap", "xla"),
+    ),
+    steps: int = 2,
+) -> tuple[tuple[str, str], dict[tuple[str, str], float]]:
+    """Times a few steps of each (strategy, lowering) on random data.
+
+    The compiled programs stay in `step_function`'s cache, so the trainer that
+    then runs the winner does not compile it again.
 
     Args:
       bucket: the bucket.
       recipe: its training recipe.
       batch_size: the training batch.
       input_shape: (H, W, C) of one example.
-      candidates: strategies to try.
-      steps: timed steps per strategy (after one compiling step).
+      candidates: (strategy, conv_impl) pairs to try.
+      steps: timed steps per pair (after one compiling step).
 
     Returns:
-      (best strategy, {strategy: seconds per step}).
+      (the fastest pair, {pair: seconds per step}).
     """
     key = jax.random.key(0)
     images = jax.random.normal(key, (batch_size, *input_shape))
     labels = jnp.zeros((batch_size,), jnp.int32)
     keys = list(jax.random.split(key, bucket.size))
     timings = {}
-    for strategy in candidates:
+    for strategy, conv_impl in candidates:
         trainer = BucketTrainer(
-            bucket, recipe, keys=keys, lrs=[0.01] * bucket.size, strategy=strategy
+            bucket,
+            recipe,
+            keys=keys,
+            lrs=[0.01] * bucket.size,
+            strategy=strategy,
+            conv_impl=conv_impl,
         )
         jax.block_until_ready(trainer.step(images, labels))  # compile
         start = time.perf_counter()
         for _ in range(steps):
             metrics = trainer.step(images, labels)
         jax.block_until_ready(metrics)
-        timings[strategy] = (time.perf_counter() - start) / steps
+        timings[(strategy, conv_impl)] = (time.perf_counter() - start) / steps
     return min(timings, key=timings.get), timings

@@ -240,7 +240,7 @@ def eval_step(
         model,
         variables,
         images,
-        key=_maybe_key(model, jax.random.fold_in(state.key, -1)),
+        key=_maybe_key(model, jax.random.fold_in(state.key, 0xFFFFFFFF)),
     )
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = jnp.argmax(logits, -1) == labels

@@ -35,10 +35,12 @@ def _recipe(**model_options) -> engine.Recipe:
     )
 
 
-def _run(bucket, strategy, lrs, recipe=None, steps=STEPS):
+def _run(bucket, strategy, lrs, recipe=None, steps=STEPS, conv_impl="xla"):
     recipe = recipe or _recipe()
     keys = list(jax.random.split(jax.random.key(0), bucket.size))
-    trainer = engine.BucketTrainer(bucket, recipe, keys=keys, lrs=lrs, strategy=strategy)
+    trainer = engine.BucketTrainer(
+        bucket, recipe, keys=keys, lrs=lrs, strategy=strategy, conv_impl=conv_impl
+    )
     history = engine.train_bucket(
         trainer,
         _data(),
@@ -115,8 +117,8 @@ def test_strategies_train_like_each_candidate_alone():
         recipe = _recipe(dtype=jnp.float64, param_dtype=jnp.float64)
         alone, alone_losses = _run(bucket, "sequential", lrs, recipe=recipe)
         assert alone.traces == bucket.size  # one program per candidate
-        for strategy in ("vmap", "map"):
-            together, losses = _run(bucket, strategy, lrs, recipe=recipe)
+        for strategy, impl in (("vmap", "xla"), ("map", "xla"), ("map", "im2col")):
+            together, losses = _run(bucket, strategy, lrs, recipe=recipe, conv_impl=impl)
             assert together.traces == 1, "the population step must compile once"
             np.testing.assert_allclose(losses, alone_losses, rtol=1e-9, atol=1e-10)
             for i in range(bucket.size):
@@ -135,8 +137,8 @@ def test_float32_population_matches_alone_for_the_first_steps(name):
     bucket = _bucket(name)
     lrs = [0.05, 0.1, 0.02]
     _, alone = _run(bucket, "sequential", lrs, steps=3)
-    for strategy in ("vmap", "map"):
-        _, together = _run(bucket, strategy, lrs, steps=3)
+    for strategy, impl in (("vmap", "xla"), ("map", "xla"), ("map", "im2col")):
+        _, together = _run(bucket, strategy, lrs, steps=3, conv_impl=impl)
         np.testing.assert_allclose(together, alone, rtol=2e-5)
 
 
@@ -184,5 +186,27 @@ def test_bad_strategy_and_lengths():
     keys = list(jax.random.split(jax.random.key(0), 3))
     with pytest.raises(ValueError, match="strategy='pmap'.*vmap"):
         engine.BucketTrainer(bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="pmap")
+    with pytest.raises(ValueError, match="conv_impl='fft'.*im2col"):
+        engine.BucketTrainer(
+            bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="map", conv_impl="fft"
+        )
     with pytest.raises(ValueError, match="one key and one lr"):
         engine.BucketTrainer(bucket, _recipe(), keys=keys, lrs=[0.1], strategy="vmap")
+
+
+def test_autotuned_program_is_reused_and_evaluation_agrees():
+    bucket = _bucket("pnasnet_s3")
+    recipe = _recipe()
+    best, timings = engine.autotune(
+        bucket, recipe, batch_size=BATCH, input_shape=(32, 32, 3), steps=1
+    )
+    assert set(timings) == {("map", "im2col"), ("vmap", "im2col"), ("vmap", "xla")}
+    assert best in timings
+    strategy, impl = best
+    trainer, _ = _run(bucket, strategy, [0.05] * 3, recipe=recipe, steps=2, conv_impl=impl)
+    assert trainer.traces == 1, "the autotune's compiled step must be reused"
+    # Every strategy's evaluation gives the accuracies of the candidates' own
+    # programs: rounding the trained variables is the format search's path.
+    accs = engine.evaluate(trainer, _data(), batch_size=64)
+    alone, _ = _run(bucket, "sequential", [0.05] * 3, recipe=recipe, steps=2)
+    np.testing.assert_allclose(accs, engine.evaluate(alone, _data(), batch_size=64))
