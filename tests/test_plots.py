@@ -1,0 +1,145 @@
+"""Figures and summary from synthetic result records."""
+
+import numpy as np
+import pytest
+
+from jnas import pareto, plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _records(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        params = int(rng.integers(1_000, 200_000))
+        acc = float(rng.uniform(0.4, 0.9))
+        measured = float(rng.uniform(2, 200))
+        bits = int(rng.integers(6, 12))
+        out.append(
+            {
+                "hash": f"h{i}",
+                "space": "resnet",
+                "law": "s1",
+                "index": i,
+                "memory_bytes": {
+                    "float32": 4 * params,
+                    "half": 2 * params,
+                    "custom": -(-params * bits // 8),
+                },
+                "latency_ms": {
+                    "predicted": measured * float(rng.uniform(0.8, 1.2)),
+                    "measured": measured if i % 3 else None,
+                },
+                "accuracy": {
+                    "float32": {"val": acc, "test": acc - 0.01},
+                    "half": {"val": acc - 0.002, "test": acc - 0.012},
+                    "custom": {"val": acc - 0.01, "test": acc - 0.02},
+                },
+                "custom_format": f"e4m{bits - 5}",
+                "format_grid": [
+                    {"format": f"e4m{m}", "bits": 5 + m, "val": acc - 0.3 / (m + 1)}
+                    for m in range(1, 8)
+                ],
+            }
+        )
+    return out
+
+
+def test_write_all_writes_every_figure_and_summary(tmp_path):
+    records = _records()
+    paths = plots.write_all(
+        records, tmp_path, memory_budget=64 * 1024, latency_budget=50.0
+    )
+    names = [p.name for p in paths]
+    for stem in (
+        "accuracy_vs_memory",
+        "accuracy_vs_latency",
+        "latency_predicted_vs_measured",
+        "accuracy_vs_bits",
+    ):
+        assert f"{stem}.png" in names and f"{stem}.svg" in names
+    assert names[-1] == "summary.md"
+    for path in paths:
+        assert path.exists() and path.stat().st_size > 0
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == PNG_MAGIC
+        if path.suffix == ".svg":
+            assert "<svg" in path.read_text()[:1000]
+
+
+def test_summary_names_the_best_feasible_model(tmp_path):
+    records = _records()
+    budget, lat_budget = 256 * 1024, 100.0
+    path = plots.write_summary(
+        records, tmp_path, memory_budget=budget, latency_budget=lat_budget
+    )
+    text = path.read_text()
+    assert "candidates: 30" in text and "accuracy: test split" in text
+    mem = plots.memories(records, "half")
+    acc = plots.accuracies(records, "half", "test")
+    lat = plots.latencies(records)
+    i = pareto.best_under(mem, np.where(lat <= lat_budget, acc, np.nan), budget)
+    assert i is not None
+    row = f"| half | memory + latency | {100 * acc[i]:.2f}% (resnet s1 #{i},"
+    assert row in text
+    # Latency falls back to the prediction where nothing was measured.
+    assert lat[0] == records[0]["latency_ms"]["predicted"]
+    assert "e4m" in text  # the custom format is named next to its model
+
+
+def test_empty_figures_raise_and_write_all_skips_them(tmp_path):
+    records = _records(5)
+    for r in records:
+        r["latency_ms"]["predicted"] = None
+        r["format_grid"] = None
+        r["accuracy"]["custom"] = None
+    with pytest.raises(plots.NoDataError, match="predicted and a measured"):
+        plots.predicted_vs_measured(records, tmp_path)
+    with pytest.raises(plots.NoDataError, match="format_grid"):
+        plots.accuracy_vs_bits(records, tmp_path)
+    names = [p.name for p in plots.write_all(records, tmp_path / "out")]
+    assert names == [
+        "accuracy_vs_memory.png",
+        "accuracy_vs_memory.svg",
+        "accuracy_vs_latency.png",
+        "accuracy_vs_latency.svg",
+        "summary.md",
+    ]
+    assert not (tmp_path / "latency_predicted_vs_measured.png").exists()
+
+
+def test_no_accuracy_at_all_is_a_clear_error(tmp_path):
+    records = [{"hash": "a", "memory_bytes": {"float32": 10}, "accuracy": None}]
+    with pytest.raises(ValueError, match="none of 1 records has a memory"):
+        plots.accuracy_vs_memory(records, tmp_path)
+    with pytest.raises(ValueError, match="no records"):
+        plots.write_all([], tmp_path)
+    with pytest.raises(ValueError, match="memory_budget must be positive, got -1"):
+        plots.accuracy_vs_memory(_records(3), tmp_path, memory_budget=-1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_val_split_when_no_test_accuracy():
+    records = _records(3)
+    for r in records:
+        for fmt in plots.FORMATS:
+            r["accuracy"][fmt]["test"] = None
+    assert plots.choose_split(records) == "val"
+    assert plots.choose_split(_records(3)) == "test"
+
+
+def test_options_from_config():
+    config = {
+        "constraints": {"memory_bytes": 2048, "latency_ms": 10.0},
+        "memory_sweep_bytes": [1024, 4096],
+    }
+    assert plots.options_from_config(config) == {
+        "memory_budget": 2048,
+        "latency_budget": 10.0,
+        "memory_sweep": (1024, 4096),
+    }
+    assert plots.options_from_config({}) == {
+        "memory_budget": None,
+        "latency_budget": None,
+    }
