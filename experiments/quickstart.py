@@ -1,0 +1,103 @@
+"""Quickstart: a complete constrained search on a 2-core CPU, offline.
+
+Runbook (from the repository root; the README's main command):
+
+    python -m launch.search --config=experiments/quickstart.py --workdir=runs/quickstart
+
+Data: scikit-learn's bundled 8x8 handwritten digits, resized to the spaces'
+32x32x3 input (no download). ``--config.data.name=cifar10`` (from tfds, or
+``--config.data.data_dir=PATH`` to an image folder/archive) switches data.
+
+What it does: samples 24 candidates from small laws (ResNeXt s3, ResNet s5,
+ProbeNet-s s1), keeps those whose params fit 64 KB in half precision and
+whose predicted Raspberry Pi 3B+ latency (the predictor shipped with jnas,
+fitted to the release's Pi table) is under 10 ms, trains the survivors
+together with the population engine (400 steps, batch 64), runs the format
+search (fewest bits within 1 point of float32 validation accuracy), writes
+one JSON line per candidate, checkpoints, and the figures (``figures/``).
+
+Expected: about 10-15 minutes on the 2-core dev VM, best feasible validation
+accuracy around 0.9 (BUILD_NOTES.md, "The search", has the measured run).
+Killing it and rerunning the same command resumes (finished candidates are
+kept; an interrupted bucket is retrained).
+
+Every key below is documented; `jnas.search.validate` names bad values.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the quickstart config (``arg``: "tiny" for the tests' version)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.checkpoints = True  # orbax checkpoint per candidate (workdir/checkpoints)
+    c.compilation_cache = ""  # a folder for JAX's persistent cache ("" = off)
+    c.eval_batch_size = 500
+
+    c.search = ml_collections.ConfigDict()
+    c.search.spaces = ["resnext:s3", "resnet:s5", "probenet_s:s1"]  # space:law
+    c.search.mode = "random"  # "random" | "narrow" (the automatic workflow)
+    c.search.rounds = 1
+    c.search.candidates_per_round = 24  # sampled, before the constraints
+
+    c.narrow = ml_collections.ConfigDict()
+    c.narrow.top_fraction = 0.5  # best feasible share spanning the next box
+    c.narrow.margin = 0.25  # box widening, in box widths (at least 1 unit)
+    c.narrow.max_tries = 50  # law draws per wanted candidate
+
+    c.constraints = ml_collections.ConfigDict()
+    c.constraints.memory_bytes = 64 * 1024  # params' storage, or None
+    c.constraints.memory_format = "half"  # "float32" | "half" | "custom"
+    c.constraints.latency_ms = 10.0  # predicted latency bound, or None
+    c.constraints.flops = None  # FLOPs bound, or None
+
+    c.latency = ml_collections.ConfigDict()
+    # "raspi3b" (shipped Pi 3B+ predictor), "none", or a predictor file made
+    # by `python -m launch.calibrate` for this host.
+    c.latency.predictor = "raspi3b"
+
+    c.formats = ml_collections.ConfigDict()
+    c.formats.tolerance = 0.01  # allowed val-accuracy drop of the custom format
+    c.formats.min_bits_for_memory = 8  # "custom" memory filter before training
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "digits"  # "digits" | "cifar10" | "fashion_mnist" | a label
+    c.data.source = ""  # "" (auto) | "tfds" | "folder" | "bundled"
+    c.data.data_dir = ""  # image folder/archive or tfds dir ("" = default)
+    c.data.image_shape = (32, 32, 3)
+    c.data.fit = "resize"  # "pad" | "resize" (to image_shape)
+    c.data.num_val = 300  # validation examples carved from train
+    c.data.max_train = 0  # cap on training examples (0 = all)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 400
+    c.train.batch_size = 64
+    c.train.lr = 0.05
+    c.train.momentum = 0.9
+    c.train.weight_decay = 5e-4
+    c.train.schedule = "cosine"  # "constant" | "step" | "cosine"
+    c.train.log_every = 50  # metrics leave the device every N steps
+    c.train.strategy = "rule"  # "rule" | "autotune" | "vmap" | "map" | "sequential"
+    c.train.conv_impl = "auto"  # "auto" | "xla" | "im2col"
+    c.train.max_waste = 1.0  # padding waste bound of a bucket
+    c.train.max_bucket = 8  # candidates per bucket (0 = no bound)
+    c.train.device_memory_bytes = 0  # bucket memory bound (0 = none)
+    c.train.qat_format = ""  # quantisation-aware training format ("" = off)
+
+    if arg == "tiny":  # the tests' version: seconds, not minutes
+        c.search.spaces = ["resnext:s3"]
+        c.search.candidates_per_round = 4
+        c.train.max_bucket = 2  # two buckets: the resume test kills in between
+        c.train.max_waste = 10.0
+        c.constraints.memory_bytes = None
+        c.constraints.latency_ms = None
+        c.latency.predictor = "none"
+        c.train.steps = 4
+        c.train.batch_size = 16
+        c.train.log_every = 2
+        c.data.num_val = 100
+        c.eval_batch_size = 100
+    elif arg:
+        raise ValueError(f"unknown quickstart variant {arg!r}; allowed: tiny")
+    return c

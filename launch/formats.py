@@ -1,0 +1,30 @@
+"""Re-evaluates a search's trained checkpoints under a grid of number formats.
+
+    python -m launch.formats --config=experiments/formats.py --workdir=DIR
+
+The config file's docstring is the runbook; ``jnas.posttraining`` does the work.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jnas import posttraining
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Format sweep config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "A search's workdir.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    rows = posttraining.sweep(_CONFIG.value, _WORKDIR.value)
+    print(
+        f"{len(rows)} (candidate, format) evaluations in {_WORKDIR.value}/formats.jsonl"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,46 @@
+"""Runs (or resumes) a constrained search, then writes its figures.
+
+    python -m launch.search --config=experiments/quickstart.py --workdir=DIR
+    python -m launch.search --config=experiments/paper.py:half --workdir=DIR \
+        --config.train.steps=20000
+
+The config file's docstring is the runbook. A config with ``mode = "replay"``
+(``experiments/iotnets_replay.py``) replays the release without training.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jnas import plots, results, search
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (resumable).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    if config.get("mode") == "replay":
+        from jnas import replay
+
+        replay.run(config, workdir)
+        return
+    try:
+        search.run(config, workdir)
+    except search.NoFeasibleCandidatesError as e:
+        raise app.UsageError(str(e)) from None
+    records = results.load(workdir)
+    paths = plots.write_all(
+        records,
+        f"{workdir}/{plots.FIGURES_DIR}",
+        **plots.options_from_config(config.to_dict()),
+    )
+    logging.info("%d candidates; figures: %s", len(records), ", ".join(map(str, paths)))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,165 @@
+"""The search loop: config errors, the format search, constraints, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import ml_dtypes
+import numpy as np
+import pytest
+
+from experiments import quickstart
+from jnas import precision, results, search
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(**overrides):
+    cfg = quickstart.get_config("tiny")
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("search.mode", "grid", r"config.search.mode='grid'.*'random', 'narrow'"),
+        ("search.spaces", ["resnext"], r"'resnext' must be 'space:law'"),
+        ("search.spaces", ["resnext:s9"], r"law of resnext='s9'.*'s1'"),
+        ("search.spaces", ["vgg:s1"], r"vgg"),
+        ("train.strategy", "pmap", r"config.train.strategy='pmap'.*'vmap'"),
+        ("train.steps", 0, r"config.train.steps=0 must be an integer > 0"),
+        ("constraints.memory_format", "int8", r"memory_format='int8'.*'half'"),
+        ("constraints.latency_ms", -1.0, r"constraints.latency_ms=-1.0"),
+        ("latency.predictor", "nope.json", r"latency.predictor='nope.json'"),
+        ("formats.min_bits_for_memory", 2, r"min_bits_for_memory=2 must be"),
+    ],
+)
+def test_bad_config_values_name_the_key_and_the_allowed_values(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        search.validate(_config(**{key: value}))
+
+
+def test_latency_budget_without_a_predictor_is_refused():
+    with pytest.raises(ValueError, match="latency.predictor is 'none'"):
+        search.validate(_config(**{"constraints.latency_ms": 10.0}))
+
+
+def test_format_search_finds_the_fewest_bits_of_the_grid():
+    # A made-up accuracy surface, not monotone in bits: the walk must still
+    # return the grid's true minimum, which a brute force over all 168 finds.
+    rng = np.random.default_rng(0)
+    table = {
+        precision.FloatFormat(e, m): rng.uniform(0.5, 1.0, size=3)
+        for e in search.E_GRID
+        for m in search.M_GRID
+    }
+    reference = np.array([0.95, 0.9, 0.99])
+    chosen, grids = search.format_search(lambda f: table[f], reference, 0.01)
+    for i in range(3):
+        passing = [f for f, acc in table.items() if acc[i] >= reference[i] - 0.01]
+        fewest = min(f.bits for f in passing)
+        best = max(table[f][i] for f in passing if f.bits == fewest)
+        assert chosen[i].bits == fewest
+        assert table[chosen[i]][i] == best
+        assert all(g["bits"] <= fewest for g in grids[i])
+
+
+def test_quantize_variables_rounds_every_stored_value():
+    # Oracle: ml_dtypes' IEEE-style float8_e4m3 (an independent implementation).
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0, 3, 1000).astype(np.float32)
+    variances = rng.uniform(0, 2, 17).astype(np.float32)
+    tree = {"params": {"w": weights}, "batch_stats": {"var": variances}}
+    got = search.quantize_variables(tree, precision.FloatFormat(4, 3))
+    for leaf_got, leaf in zip(jax.tree.leaves(got), jax.tree.leaves(tree), strict=True):
+        want = leaf.astype(ml_dtypes.float8_e4m3).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(leaf_got), want)
+
+
+def test_constraints_that_nothing_meets_give_a_clear_error(tmp_path):
+    cfg = _config(**{"constraints.memory_bytes": 100})
+    with pytest.raises(
+        search.NoFeasibleCandidatesError, match=r"smallest seen: memory \d+ B"
+    ):
+        search.run(cfg, tmp_path)
+
+
+def test_narrowed_box_spans_the_best_feasible_arguments():
+    records = [
+        {"space": "resnext", "law": "s3", "index": i, "feasible": True,
+         "accuracy": {"float32": {"val": acc}}}
+        for i, acc in [(0, 0.9), (1, 0.8), (2, 0.1), (3, 0.2)]
+    ]  # fmt: skip
+    box = search.narrowed_box(records, top_fraction=0.5, margin=0.0)[("resnext", "s3")]
+    flats = [search._flat_args(search.spaces.sampled_args("resnext", "s3", i))
+             for i in (0, 1)]  # fmt: skip
+    for key, (lo, hi) in box.items():
+        assert lo == min(f[key] for f in flats) - 1
+        assert hi == max(f[key] for f in flats) + 1
+
+
+def _launch(workdir: Path, cache: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "launch.search",
+        "--config=experiments/quickstart.py:tiny", f"--workdir={workdir}",
+        f"--config.compilation_cache={cache}",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _comparable(record):
+    record = json.loads(json.dumps(record))
+    record["train"].pop("seconds")  # wall time differs between runs
+    return record
+
+
+def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
+    cache = tmp_path / "xla_cache"
+    # Reference: an uninterrupted run.
+    ref = _launch(tmp_path / "ref", cache)
+    _, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err[-3000:]
+    want = {r["hash"]: r for r in results.load(tmp_path / "ref")}
+    assert len(want) == 4
+
+    # Killed with SIGKILL as soon as the first bucket's records are on disk.
+    work = tmp_path / "killed"
+    proc = _launch(work, cache)
+    path = work / results.RESULTS
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and path.read_text().count("\n") >= 1:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    partial = results.load(work)
+    assert 1 <= len(partial) < 4
+
+    rerun = _launch(work, cache)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 4, "a candidate was lost or recorded twice"
+    got = {r["hash"]: r for r in lines}
+    assert set(got) == set(want)
+    for h in want:
+        assert _comparable(got[h]) == _comparable(want[h])
+    # Every finished candidate has its checkpoint; the figures were written.
+    for h in want:
+        restored = search.load_checkpoint(work, h)
+        assert set(restored) == {"params", "batch_stats"}
+    assert (work / "figures" / "summary.md").exists()
