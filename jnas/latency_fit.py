@@ -25,6 +25,7 @@ and every overhead >= 0. Rows are weighted by the measurement's own precision,
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 
@@ -221,7 +222,9 @@ def fit(
     y, spread = _check_inputs(archs, latencies_ms, spreads_ms)
     cache: dict[str, roofline.Features] = {}
     feats = [
-        cache.setdefault(a.hash, roofline.features(a, fmt, device.channel_lanes))
+        cache.setdefault(
+            a.hash, roofline.features(a, fmt, device.channel_lanes, device.cache_bytes)
+        )
         for a in archs
     ]
     design = _Design(feats, group_of_kind, use)
@@ -263,7 +266,31 @@ def fit(
 
     # The max() makes the problem non-convex: start from the additive relaxation
     # and from "every node compute-bound" / "every node memory-bound", and keep
-    # the best optimum.
+    # the best optimum. The matrices are small (networks x parameters): a
+    # multi-threaded BLAS only adds fork/join, 10x slower on a loaded 2-core host.
+    with _single_threaded_blas():
+        result = _refine(
+            residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev
+        )
+    theta[act] = np.maximum(result.x, lb[act])
+    pred = design.predict(theta)
+    info = {
+        "networks": len(y),
+        "parameters": n_par,
+        "loss_scale": loss_scale,
+        "noise_floor": noise_floor,
+        "prior": prior,
+        "weighted_by_spread": spreads_ms is not None,
+        "train_median_abs_error": float(np.median(np.abs(pred / y - 1))),
+        "optimizer": f"least_squares soft_l1: {result.message}",
+        "tie": {k: tie_map[k] for k in roofline.KINDS},
+        "extras": {k: list(v) for k, v in extras.items()},
+    }
+    return _predictor(theta, design, group_of_kind, use, device, fmt, info)
+
+
+def _refine(residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev):
+    """Runs the continuation from every start; returns the best optimum."""
     result = None
     for x0 in _starts(design, y, sw, lb, act):
         for power[0] in POWERS:  # smooth max first, then the hard roofline
@@ -280,21 +307,15 @@ def fit(
             x0 = np.maximum(run.x, lb[act] * (1 + 1e-9))
         if result is None or run.cost < result.cost:
             result = run
-    theta[act] = np.maximum(result.x, lb[act])
-    pred = design.predict(theta)
-    info = {
-        "networks": len(y),
-        "parameters": n_par,
-        "loss_scale": loss_scale,
-        "noise_floor": noise_floor,
-        "prior": prior,
-        "weighted_by_spread": spreads_ms is not None,
-        "train_median_abs_error": float(np.median(np.abs(pred / y - 1))),
-        "optimizer": f"least_squares soft_l1: {result.message}",
-        "tie": {k: tie_map[k] for k in roofline.KINDS},
-        "extras": {k: list(v) for k, v in extras.items()},
-    }
-    return _predictor(theta, design, group_of_kind, use, device, fmt, info)
+    return result
+
+
+def _single_threaded_blas():
+    try:
+        import threadpoolctl  # installed with scikit-learn
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(1)
 
 
 def _prior_pairs(design: _Design, group_of_kind: np.ndarray) -> np.ndarray:

@@ -20,7 +20,11 @@ non-negative costs e_kj, for work that neither FLOPs nor tensor bytes count:
   82 us where the 7x1 one with the same FLOPs took 104 us);
 - "groups": one library call per group (PyTorch 1.x loops over conv groups);
 - "channels" (output channels), "inputs" (input count): per-channel loops and
-  per-input copies, off by default.
+  per-input copies, off by default;
+- "spill": bytes of the node's traffic B beyond the device's last-level cache
+  (``Device.cache_bytes``), max(0, B - cache): the part that streams from DRAM
+  instead of the cache (fitted for the Pi's convs, 512 KiB L2, by
+  ``latency.fit_pi_table``; off by default).
 
 Conventions (per node, batch 1):
 - F, FLOPs: a multiply-accumulate is ONE FLOP (the release's convention, so the
@@ -69,7 +73,7 @@ KINDS = (
     "concat",
     "flatten",
 )
-EXTRAS = ("groups", "im2col", "runs", "channels", "inputs")
+EXTRAS = ("groups", "im2col", "runs", "channels", "inputs", "spill")
 # Extras fitted by default: GEMM-based convs pay for building the patch matrix
 # (per element and per contiguous piece), and frameworks that loop over groups
 # pay one call per group.
@@ -141,17 +145,23 @@ class Device:
         vectorise over space (PyTorch's NCHW). The "im2col" feature pads each
         group's input channels to a multiple of it: a 3-channel stem fills
         3 of 8 lanes.
+      cache_bytes: last-level cache size; the "spill" feature counts the bytes
+        of a node's traffic beyond it (0: all bytes spill).
     """
 
     name: str
     peak_flops: float
     peak_bandwidth: float
     channel_lanes: int = 1
+    cache_bytes: int = 0
 
     def __post_init__(self):
         lanes = self.channel_lanes
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"Device.channel_lanes must be an int >= 1; got {lanes!r}")
+        cache = self.cache_bytes
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+            raise ValueError(f"Device.cache_bytes must be an int >= 0; got {cache!r}")
         for field in ("peak_flops", "peak_bandwidth"):
             value = getattr(self, field)
             if not (
@@ -163,9 +173,9 @@ class Device:
 
 
 # 4 Cortex-A53 at 1.4 GHz, one MAC per cycle and core (the paper's 5.6 GFLOPS);
-# LPDDR2 at 900 MT/s on a 32-bit bus = 3.6 GB/s theoretical.
+# LPDDR2 at 900 MT/s on a 32-bit bus = 3.6 GB/s theoretical; 512 KiB shared L2.
 RASPBERRY_PI_3B_PLUS = Device(
-    "Raspberry Pi 3B+ (4x Cortex-A53 @ 1.4 GHz)", 5.6e9, 3.6e9
+    "Raspberry Pi 3B+ (4x Cortex-A53 @ 1.4 GHz)", 5.6e9, 3.6e9, cache_bytes=512 * 1024
 )
 
 
@@ -186,7 +196,10 @@ class Features(NamedTuple):
 
 
 def features(
-    arch: arch_lib.Arch, fmt: Any = "e8m23", channel_lanes: int = 1
+    arch: arch_lib.Arch,
+    fmt: Any = "e8m23",
+    channel_lanes: int = 1,
+    cache_bytes: int = 0,
 ) -> Features:
     """Returns the per-node features of ``arch``.
 
@@ -194,6 +207,8 @@ def features(
       arch: the architecture.
       fmt: deployment number format of weights and activations (a
         ``precision.FloatFormat`` or its text form; default float32).
+      channel_lanes: ``Device.channel_lanes`` (the "im2col" padding).
+      cache_bytes: ``Device.cache_bytes`` (the "spill" threshold).
 
     Returns:
       The ``Features`` of every node except the input.
@@ -242,7 +257,14 @@ def features(
                 KINDS.index(c.kind),
                 flops,
                 nbytes,
-                (groups, im2col, runs, out[-1], len(node.inputs)),
+                (
+                    groups,
+                    im2col,
+                    runs,
+                    out[-1],
+                    len(node.inputs),
+                    max(0, nbytes - cache_bytes),
+                ),
             )
         )
     kind, flops, nbytes, extras = zip(*rows, strict=True)
@@ -256,6 +278,10 @@ def features(
 
 def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+def _device_features(arch: arch_lib.Arch, fmt: Any, device: Device) -> Features:
+    return features(arch, fmt, device.channel_lanes, device.cache_bytes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +329,7 @@ class Predictor:
 
     def predict(self, arch: arch_lib.Arch) -> float:
         """Returns the predicted batch-1 latency of ``arch`` in ms."""
-        times, _ = self.node_times(features(arch, self.fmt, self.device.channel_lanes))
+        times, _ = self.node_times(_device_features(arch, self.fmt, self.device))
         return float(times.sum() + self.network_ms)
 
     def predict_many(self, archs: Sequence[arch_lib.Arch]) -> np.ndarray:
@@ -313,7 +339,7 @@ class Predictor:
     def breakdown(self, arch: arch_lib.Arch) -> list[tuple[str, str, float, str]]:
         """Returns (node name, kind, ms, "compute" | "memory") for every node."""
         names = [n.name for n in arch.nodes if n.op != "input"]
-        feats = features(arch, self.fmt, self.device.channel_lanes)
+        feats = _device_features(arch, self.fmt, self.device)
         times, bound = self.node_times(feats)
         return [
             (name, KINDS[k], float(t), "compute" if b else "memory")

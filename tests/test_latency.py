@@ -198,6 +198,49 @@ def test_pi_table_ingestion():
     assert min(e.latency_ms for e in entries) == pytest.approx(5.4, abs=0.01)
 
 
+def test_spill_counts_bytes_beyond_the_cache():
+    net = spaces.sample("resnext", "s3", 0)
+    col = roofline.EXTRAS.index("spill")
+    everything = roofline.features(net, cache_bytes=0)
+    np.testing.assert_array_equal(everything.extras[:, col], everything.bytes)
+    assert not roofline.features(net, cache_bytes=1 << 40).extras[:, col].any()
+    pi = roofline.features(net, cache_bytes=512 * 1024).extras[:, col]
+    np.testing.assert_array_equal(pi, np.maximum(everything.bytes - 512 * 1024, 0))
+    with pytest.raises(ValueError, match="cache_bytes"):
+        roofline.Device("x", 1e9, 1e9, cache_bytes=-1)
+
+
+def test_tick_spreads_marks_only_pinned_timings():
+    y = [39.9, 40.1, 45.0, 49.4, 59.6]
+    s = [0.2, 0.1, 0.2, 0.3, 9.0]
+    # 39.9, 40.1 and 59.6 sit at a 10 ms tick; 59.6 is already imprecise.
+    np.testing.assert_allclose(
+        latency.tick_spreads(y, s), [3.99, 4.01, 0.2, 0.3, 9.0], rtol=1e-12
+    )
+
+
+def test_shipped_pi_predictor_loads_without_the_table():
+    shipped = latency.raspi3b_predictor()
+    assert shipped.device == roofline.RASPBERRY_PI_3B_PLUS
+    assert shipped.info["networks"] == 1617 and not shipped.borrowed
+    assert latency_fit.check_physical(shipped) == []
+    # MobileNetV2 s6 networks take 5-9 ms on the Pi.
+    assert 3 < shipped.predict(spaces.sample("mobilenetv2", "s6", 0)) < 15
+
+
+@pytest.mark.skipif(not PI_TABLE.exists(), reason="../shared/iotnets is absent")
+def test_shipped_pi_predictor_matches_its_regeneration():
+    # What `benchmarks/latency_pi.py --no-eval --save ...` writes (~15 s).
+    entries = latency.read_release_table(PI_TABLE)
+    fresh = latency.fit_pi_table(entries)
+    shipped = latency.raspi3b_predictor()
+    archs = [e.arch for e in entries[::10]]
+    np.testing.assert_allclose(
+        shipped.predict_many(archs), fresh.predict_many(archs), rtol=1e-3
+    )
+    assert shipped.info["extras"] == fresh.info["extras"]
+
+
 def test_measure_on_this_machine():
     net = spaces.sample("probenet_s", "s2", 0)
     m = latency.measure(net, warmup=2, repeats=5)
