@@ -89,6 +89,29 @@ def enable_compilation_cache(path: str | None, min_compile_secs: float = 0.5) ->
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def device_memory_budget(fraction: float = 0.7) -> int | None:
+    """Bytes a bucket's step may use on the default device (None: unknown).
+
+    Accelerators report their memory (`Device.memory_stats()["bytes_limit"]`);
+    on CPU the host's physical memory stands in. `fraction` leaves room for
+    the data set, the evaluation program and XLA's temporaries.
+    """
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory stats raise
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"] * fraction)
+    try:
+        import os
+
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return int(total * fraction)
+
+
 def default_plan(
     bucket: population.Bucket, backend: str | None = None
 ) -> tuple[str, str]:
@@ -265,6 +288,18 @@ def step_function(
     return _CountedStep(mapped)
 
 
+def clear_caches() -> None:
+    """Drops the cached compiled programs (between buckets of a long search).
+
+    Every compiled program holds mapped executable memory; a search over
+    hundreds of buckets would otherwise run out of it (a 128-candidate
+    benchmark hit "LLVM ERROR: Unable to allocate section memory").
+    """
+    step_function.cache_clear()
+    eval_function.cache_clear()
+    jax.clear_caches()
+
+
 def train_bucket(
     trainer: BucketTrainer,
     ds: pipeline.DeviceDataset,
@@ -274,6 +309,7 @@ def train_bucket(
     data_key: jax.Array,
     log_every: int = 50,
     on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    augment: bool = True,
 ) -> list[dict[str, np.ndarray]]:
     """Runs `steps` training steps on batches drawn on the device.
 
@@ -285,6 +321,8 @@ def train_bucket(
       data_key: fixes the batch order and augmentation.
       log_every: metrics are fetched from the device every this many steps.
       on_log: called with (step, metrics) at each fetch.
+      augment: random crop and horizontal flip (CIFAR-style; off for digits,
+        which flipping changes).
 
     Returns:
       One dict per fetch: "step", and per-candidate arrays "loss" (mean over the
@@ -294,7 +332,7 @@ def train_bucket(
     history, window = [], []
     for step in range(1, steps + 1):
         loader, images, labels = _next_batch(
-            ds, loader, batch_size=batch_size, augment=True, dtype=jnp.float32
+            ds, loader, batch_size=batch_size, augment=augment, dtype=jnp.float32
         )
         window.append(trainer.step(images, labels))
         if step % log_every == 0 or step == steps:

@@ -45,6 +45,7 @@ from jnas import arch as arch_lib
 from jnas import (
     cost,
     data,
+    distributed,
     engine,
     latency,
     pipeline,
@@ -116,19 +117,19 @@ def validate(config: Any) -> list[tuple[str, str]]:
               integer=True)  # fmt: skip
     _allowed("constraints.memory_format", config.constraints.memory_format,
              MEMORY_FORMATS)  # fmt: skip
-    for key in ("memory_bytes", "latency_ms", "flops"):
-        value = config.constraints[key]
-        if value is not None:
-            _positive(f"constraints.{key}", value)
+    for key in ("memory_bytes", "latency_ms", "flops"):  # 0 = no bound
+        _positive(f"constraints.{key}", config.constraints[key], zero=True)
     _positive("train.steps", config.train.steps, integer=True)
     _positive("train.batch_size", config.train.batch_size, integer=True)
     _positive("train.lr", config.train.lr)
     _positive("train.log_every", config.train.log_every, integer=True)
     _allowed("train.schedule", config.train.schedule, train.SCHEDULES)
+    _allowed("train.augment", config.train.augment, (True, False))
     _allowed("train.strategy", config.train.strategy, STRATEGY_CHOICES)
     _allowed("train.conv_impl", config.train.conv_impl, ("auto", *engine.CONV_IMPLS))
     _positive("train.max_waste", config.train.max_waste, zero=True)
     _positive("formats.tolerance", config.formats.tolerance, zero=True)
+    _validate_distributed(config.get("distributed"))
     bits = config.formats.min_bits_for_memory
     if not isinstance(bits, int) or not 3 <= bits <= 32:
         raise ValueError(
@@ -140,12 +141,44 @@ def validate(config: Any) -> list[tuple[str, str]]:
             f"config.latency.predictor={source!r} is neither one of "
             f"{', '.join(LATENCY_SOURCES)} nor an existing predictor file"
         )
-    if config.constraints.latency_ms is not None and source == "none":
+    if config.constraints.latency_ms and source == "none":
         raise ValueError(
             "config.constraints.latency_ms is set but config.latency.predictor is "
             "'none'; give a predictor ('raspi3b' or a file) or set it to None"
         )
     return pairs
+
+
+def _validate_distributed(dist: Any) -> None:
+    # jnas.distributed keys; device counts are checked by make_mesh at run time.
+    if dist is None:
+        return
+    _allowed("distributed.initialize", dist.initialize, distributed.INIT_MODES)
+    cand = dist.mesh_candidates
+    if (
+        not isinstance(cand, int)
+        or isinstance(cand, bool)
+        or not (cand == -1 or cand >= 1)
+    ):
+        raise ValueError(
+            f"config.distributed.mesh_candidates={cand!r} must be -1 (every "
+            "local device the data axis leaves) or an integer >= 1"
+        )
+    _positive("distributed.mesh_data", dist.mesh_data, integer=True)
+    _positive("distributed.num_processes", dist.num_processes, integer=True,
+              zero=True)  # fmt: skip
+    pid = dist.process_id
+    if not isinstance(pid, int) or pid < -1:
+        raise ValueError(
+            f"config.distributed.process_id={pid!r} must be -1 (from the "
+            "environment) or an integer >= 0"
+        )
+    address = dist.coordinator_address
+    if address and (not isinstance(address, str) or address.count(":") < 1):
+        raise ValueError(
+            f"config.distributed.coordinator_address={address!r} must be "
+            "'host:port' or '' (from the environment)"
+        )
 
 
 # ------------------------------------------------------------------ sampling
@@ -290,13 +323,13 @@ def costs(arch: arch_lib.Arch, predictor: Any) -> dict[str, Any]:
 def satisfies(config: Any, arch: arch_lib.Arch, c: dict[str, Any]) -> bool:
     """Whether a candidate's costs meet the constraints (before training)."""
     limits = config.constraints
-    if limits.memory_bytes is not None:
+    if limits.memory_bytes:
         if cost.memory_bytes(arch, memory_format(config)) > limits.memory_bytes:
             return False
-    if limits.latency_ms is not None:
+    if limits.latency_ms:
         if c["latency_ms"]["predicted"] > limits.latency_ms:
             return False
-    return limits.flops is None or c["flops"] <= limits.flops
+    return not limits.flops or c["flops"] <= limits.flops
 
 
 def _infeasible_message(config, archs, all_costs) -> str:
@@ -450,15 +483,25 @@ def train_and_evaluate_bucket(
     recipe: engine.Recipe,
     datasets: dict[str, pipeline.DeviceDataset],
     bucket_seed: int,
+    mesh: Any = None,
 ) -> tuple[engine.BucketTrainer, list[dict[str, Any]]]:
-    """Trains one bucket and runs the format search; returns per-member fields."""
+    """Trains one bucket and runs the format search; returns per-member fields.
+
+    `mesh` (`jnas.distributed.mesh_from_config`): shard the candidates.
+    """
     input_shape = tuple(bucket.padded.input_shape)
     strategy, impl = _choose(config, bucket, recipe, input_shape)
     keys = [jax.random.key(_seed_of(a.hash, config.seed)) for a in bucket.members]
     lrs = [config.train.lr] * bucket.size
     start = time.perf_counter()
     trainer = engine.BucketTrainer(
-        bucket, recipe, keys=keys, lrs=lrs, strategy=strategy, conv_impl=impl
+        bucket,
+        recipe,
+        keys=keys,
+        lrs=lrs,
+        strategy=strategy,
+        conv_impl=impl,
+        mesh=mesh,
     )
     history = engine.train_bucket(
         trainer,
@@ -467,6 +510,7 @@ def train_and_evaluate_bucket(
         batch_size=config.train.batch_size,
         data_key=jax.random.key(bucket_seed),
         log_every=config.train.log_every,
+        augment=config.train.augment,
     )
     seconds = time.perf_counter() - start
     diverged = trainer.diverged()
@@ -551,6 +595,8 @@ def save_checkpoint(workdir: Path, arch_hash: str, variables: Any) -> Path:
 
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if jax.process_count() > 1:  # orbax saves from process 0 only
+        return distributed.save_local_checkpoint(path, variables)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(path, jax.tree.map(np.asarray, variables))
         ckptr.wait_until_finished()
@@ -565,6 +611,8 @@ def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
     path = (Path(workdir) / "checkpoints" / arch_hash).absolute()
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint for candidate {arch_hash} at {path}")
+    if (path / distributed.LOCAL_CHECKPOINT).exists():  # a multi-process run's
+        return distributed.load_local_checkpoint(path)
     with ocp.StandardCheckpointer() as ckptr:
         return ckptr.restore(path)
 
@@ -572,8 +620,13 @@ def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
 # ------------------------------------------------------------------------ run
 
 
-def load_data(config: Any) -> tuple[dict[str, pipeline.DeviceDataset], Any]:
-    """The train/val/test splits of config.data, on the device."""
+def load_data(
+    config: Any, device: Any = None
+) -> tuple[dict[str, pipeline.DeviceDataset], Any]:
+    """The train/val/test splits of config.data, on the device.
+
+    `device`: a device or sharding (replicated over a mesh); default device.
+    """
     cfg = config.data
     kwargs = {"image_shape": tuple(cfg.image_shape), "fit": cfg.fit}
     if cfg.data_dir:
@@ -586,7 +639,8 @@ def load_data(config: Any) -> tuple[dict[str, pipeline.DeviceDataset], Any]:
     if cfg.max_train:
         x, y = splits["train"]
         splits["train"] = (x[: cfg.max_train], y[: cfg.max_train])
-    ds = {k: pipeline.put_on_device(x, y, meta) for k, (x, y) in splits.items()}
+    ds = {k: pipeline.put_on_device(x, y, meta, device=device)
+          for k, (x, y) in splits.items()}  # fmt: skip
     return ds, meta
 
 
@@ -594,13 +648,12 @@ def feasible(config: Any, record: dict[str, Any]) -> bool:
     """Whether a finished candidate meets every constraint in its format."""
     limits = config.constraints
     kind = limits.memory_format
-    if limits.memory_bytes is not None:
-        if record["memory_bytes"][kind] > limits.memory_bytes:
-            return False
-    lat = record["latency_ms"]["predicted"]
-    if limits.latency_ms is not None and (lat is None or lat > limits.latency_ms):
+    if limits.memory_bytes and record["memory_bytes"][kind] > limits.memory_bytes:
         return False
-    if limits.flops is not None and record["flops"] > limits.flops:
+    lat = record["latency_ms"]["predicted"]
+    if limits.latency_ms and (lat is None or lat > limits.latency_ms):
+        return False
+    if limits.flops and record["flops"] > limits.flops:
         return False
     return not record["train"]["diverged"]
 
@@ -615,17 +668,29 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     """
     pairs = validate(config)
     workdir = Path(workdir)
-    results.write_config(workdir, config.to_dict())
-    store = results.Store(workdir)
+    # jnas.distributed: each process trains the buckets it owns on its own
+    # devices and appends to its own shard; any shard's records count as done.
+    pid, nproc = jax.process_index(), jax.process_count()
+    saved = config.to_dict()
+    saved.pop("distributed", None)  # where it runs, not what it computes
+    if pid == 0:
+        results.write_config(workdir, saved)
+    distributed.barrier("jnas_config")
+    if pid != 0:
+        results.write_config(workdir, saved)  # checks it is the same
+    store = results.Store(workdir, distributed.shard_name(pid, nproc))
+    dist = config.get("distributed")
+    mesh = distributed.mesh_from_config(dist) if dist is not None else None
     engine.enable_compilation_cache(config.compilation_cache or None)
     predictor = load_predictor(config)
     recipe = make_recipe(config)
     datasets = None
     started, done_at_start = time.perf_counter(), len(store)
     for round_index in range(config.search.rounds):
+        known = {r["hash"]: r for r in results.load(workdir)}  # every shard
         boxes = None
         if config.search.mode == "narrow" and round_index > 0:
-            prior = [r for r in store.records() if r["round"] < round_index]
+            prior = [r for r in known.values() if r["round"] < round_index]
             boxes = narrowed_box(prior, config.narrow.top_fraction,
                                  config.narrow.margin)  # fmt: skip
         archs = sample_round(config, pairs, round_index, boxes)
@@ -634,13 +699,12 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         for a, c in zip(archs, all_costs, strict=True):
             if a.hash in seen or not satisfies(config, a, c):
                 continue
-            if any(r["hash"] == a.hash and r["round"] != round_index
-                   for r in store.records()):  # fmt: skip
+            if a.hash in known and known[a.hash]["round"] != round_index:
                 continue  # found in an earlier round
             seen.add(a.hash)
             keep.append((a, c))
         if not keep:
-            if round_index == 0 and not len(store):
+            if round_index == 0 and not known:
                 raise NoFeasibleCandidatesError(
                     _infeasible_message(config, archs, all_costs)
                 )
@@ -650,7 +714,10 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             [a for a, _ in keep],
             max_waste=config.train.max_waste,
             max_size=config.train.max_bucket or None,
-            memory_budget=config.train.device_memory_bytes or None,
+            # The IR's estimate of each bucket's step memory is kept under
+            # this, so a bucket too big for the device is split, not run.
+            memory_budget=config.train.device_memory_bytes
+            or engine.device_memory_budget(),
             batch_size=config.train.batch_size,
         )
         total = len(keep)
@@ -659,18 +726,21 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             round_index, len(archs), total, len(plan),
         )  # fmt: skip
         for b, (bucket, indices) in enumerate(plan):
-            todo = [i for i in indices if keep[i][0].hash not in store]
+            if distributed.owner(b, nproc) != pid:
+                continue  # another process's bucket
+            todo = [i for i in indices if keep[i][0].hash not in known]
             if not todo:
                 continue
             if datasets is None:
-                datasets, _ = load_data(config)
+                device = None if mesh is None else distributed.replicated(mesh)
+                datasets, _ = load_data(config, device)
             bucket_seed = _seed_of(bucket.members[0].hash, config.seed + round_index)
             trainer, fields = train_and_evaluate_bucket(
-                config, bucket, recipe, datasets, bucket_seed
+                config, bucket, recipe, datasets, bucket_seed, mesh
             )
             for j, i in enumerate(indices):
                 arch, c = keep[i]
-                if arch.hash in store:
+                if arch.hash in store or arch.hash in known:
                     continue
                 meta = dict(arch.meta)
                 f = fields[j]
@@ -693,15 +763,37 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
                 if config.checkpoints:
                     save_checkpoint(workdir, arch.hash, trainer.variables(j))
                 store.append(record)
-            _log_progress(config, store, round_index, started, done_at_start)
-    return store.records()
+            del trainer
+            engine.clear_caches()  # a bucket's programs are not reused
+            _log_progress(config, store, round_index, started, done_at_start, total)
+        if nproc > 1:  # the next round (and the merge) needs every record
+            distributed.barrier(f"jnas_round_{round_index}")
+            recorded = {r["hash"] for r in results.load(workdir)}
+            missing = [a.hash for a, _ in keep if a.hash not in recorded]
+            if missing:
+                raise RuntimeError(
+                    f"process {pid}: round {round_index}'s candidates "
+                    f"{', '.join(missing[:4])} are not in {workdir}'s result "
+                    "shards after every process finished the round; a "
+                    "multi-process search needs a workdir every host shares"
+                )
+    final = results.load(workdir)
+    if nproc > 1:
+        if pid == 0:
+            distributed.merge_results(workdir, final)
+        distributed.barrier("jnas_merged")
+    return final
 
 
-def _log_progress(config, store, round_index, started, done_at_start) -> None:
-    total = config.search.rounds * config.search.candidates_per_round
+def _log_progress(config, store, round_index, started, done_at_start,
+                  round_total=None) -> None:  # fmt: skip
+    # The ETA covers this round's feasible candidates (later rounds' counts
+    # are unknown until they are sampled and filtered).
     done = len(store)
     rate = (time.perf_counter() - started) / max(1, done - done_at_start)
-    eta = rate * max(0, total - done)
+    in_round = sum(1 for r in store.records() if r["round"] == round_index)
+    total = round_total if round_total is not None else in_round
+    eta = rate * max(0, total - in_round)
     feasible_records = [r for r in store.records() if r.get("feasible")]
     best = max(
         feasible_records,
@@ -716,7 +808,7 @@ def _log_progress(config, store, round_index, started, done_at_start) -> None:
             f"{best['memory_bytes']['custom']} B)"
         )
     logging.info(
-        "round %d: %d/%d candidates done (at most; filtered ones are never "
-        "trained), ETA %.0f s; best feasible: %s",
-        round_index, done, total, eta, best_text,
+        "round %d: %d/%d feasible candidates trained (%d in the store), "
+        "ETA of the round %.0f s; best feasible: %s",
+        round_index, in_round, total, done, eta, best_text,
     )  # fmt: skip

@@ -8,10 +8,11 @@ The config file's docstring is the runbook. A config with ``mode = "replay"``
 (``experiments/iotnets_replay.py``) replays the release without training.
 """
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jnas import plots, results, search
+from jnas import distributed, plots, results, search
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -29,10 +30,14 @@ def main(argv):
 
         replay.run(config, workdir)
         return
+    if config.get("distributed") is not None:  # before anything touches a device
+        distributed.initialize(config.distributed)
     try:
         search.run(config, workdir)
     except search.NoFeasibleCandidatesError as e:
         raise app.UsageError(str(e)) from None
+    if jax.process_index() != 0:
+        return  # process 0 merged every process's records; it writes figures
     records = results.load(workdir)
     paths = plots.write_all(
         records,

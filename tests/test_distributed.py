@@ -1,0 +1,232 @@
+"""Scale-out: 8 fake devices, two processes on jax.distributed, a killed host.
+
+Each search runs in a subprocess (`launch.search` on the tiny quickstart), so
+`XLA_FLAGS` and `jax.distributed` apply before JAX starts. The searches share
+one persistent compilation cache. Reference: the same search in one process
+on one device.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import quickstart
+from jnas import distributed, results, search
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 900
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(workdir, cache, *flags, devices=1) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    cmd = [
+        sys.executable, "-m", "launch.search",
+        "--config=experiments/quickstart.py:tiny", f"--workdir={workdir}",
+        f"--config.compilation_cache={cache}", *flags,
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _finish(*procs) -> list[str]:
+    errs = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err[-3000:]
+        errs.append(err)
+    return errs
+
+
+def _two_processes(workdir, cache) -> list[subprocess.Popen]:
+    port = _free_port()
+    common = [
+        f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+        "--config.distributed.num_processes=2",
+    ]
+    return [
+        _launch(workdir, cache, *common, f"--config.distributed.process_id={pid}")
+        for pid in (0, 1)
+    ]
+
+
+def _comparable(record):
+    record = json.loads(json.dumps(record))
+    record["train"].pop("seconds")  # wall time differs between runs
+    return record
+
+
+def _assert_same_results(got, want):
+    """The same candidates with the same records (bit for bit)."""
+    assert set(got) == set(want)
+    for h in want:
+        assert _comparable(got[h]) == _comparable(want[h])
+
+
+def _assert_close_results(got, want, *, loss_rtol, acc_atol):
+    """The same candidates and costs; losses and accuracies to a tolerance."""
+    assert set(got) == set(want)
+    for h in want:
+        a, b = _comparable(got[h]), _comparable(want[h])
+        for key in ("space", "law", "index", "arch", "params", "flops", "bucket"):
+            assert a[key] == b[key], key
+        assert a["memory_bytes"]["half"] == b["memory_bytes"]["half"]
+        np.testing.assert_allclose(
+            a["train"]["final_loss"], b["train"]["final_loss"], rtol=loss_rtol
+        )
+        for fmt in ("float32", "half"):
+            for split in ("val", "test"):
+                assert abs(a["accuracy"][fmt][split] - b["accuracy"][fmt][split]) <= (
+                    acc_atol
+                ), (h, fmt, split)
+
+
+def _shard_lines(workdir) -> list[dict]:
+    lines = []
+    for path in sorted(Path(workdir).glob("results.*.jsonl")):
+        lines += list(results.iter_records(path))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache):
+    work = tmp_path_factory.mktemp("one_device")
+    _finish(_launch(work, cache))
+    records = {r["hash"]: r for r in results.load(work)}
+    assert len(records) == 4
+    return records
+
+
+# ----------------------------------------------------------------- fast units
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("initialize", "yes", r"distributed.initialize='yes'.*'auto'"),
+        ("mesh_candidates", 0, r"mesh_candidates=0 must be -1"),
+        ("mesh_data", 0, r"mesh_data=0 must be an integer > 0"),
+        ("num_processes", -2, r"num_processes=-2 must be an integer >= 0"),
+        ("process_id", -5, r"process_id=-5 must be -1"),
+        ("coordinator_address", "localhost", r"coordinator_address='localhost'"),
+    ],
+)
+def test_bad_distributed_keys_name_the_key(key, value, message):
+    cfg = quickstart.get_config("tiny")
+    cfg.distributed[key] = value
+    with pytest.raises(ValueError, match=message):
+        search.validate(cfg)
+
+
+def test_mesh_that_does_not_fit_the_devices_is_refused_with_numbers():
+    n = jax.local_device_count()
+    with pytest.raises(ValueError, match=rf"needs {2 * n} devices; .* has {n}"):
+        distributed.make_mesh(2 * n, 1)
+    with pytest.raises(ValueError, match=r"mesh_data=0"):
+        distributed.make_mesh(-1, 0)
+    mesh = distributed.make_mesh()
+    assert dict(mesh.shape) == {"candidates": n, "data": 1}
+
+
+def test_padding_copies_candidate_zero_and_placement_is_deterministic():
+    tree = {"w": np.arange(6.0).reshape(3, 2), "step": np.array([1, 2, 3])}
+    padded = distributed.pad_candidates(tree, 8)
+    assert padded["w"].shape == (8, 2)
+    np.testing.assert_array_equal(padded["w"][:3], tree["w"])
+    np.testing.assert_array_equal(padded["w"][3:], np.tile(tree["w"][:1], (5, 1)))
+    np.testing.assert_array_equal(padded["step"], [1, 2, 3, 1, 1, 1, 1, 1])
+    assert [distributed.owner(b, 3) for b in range(5)] == [0, 1, 2, 0, 1]
+    assert distributed.shard_name(0, 1) == "results.jsonl"
+    assert distributed.shard_name(1, 2) == "results.1.jsonl"
+
+
+# --------------------------------------------------------- searches (slow-ish)
+
+
+def test_eight_devices_give_the_one_device_results(tmp_path, cache):
+    # A short run (4 steps), on 1 device and on 8 fake devices.
+    short = ["--config.train.steps=4", "--config.train.log_every=2"]
+    _finish(_launch(tmp_path / "one", cache, *short))
+    (err,) = _finish(_launch(tmp_path / "eight", cache, *short, devices=8))
+    assert "mesh: candidates=8 data=1 over 8 local devices" in err
+    want = {r["hash"]: r for r in results.load(tmp_path / "one")}
+    got = {r["hash"]: r for r in results.load(tmp_path / "eight")}
+    assert len(got) == 4  # each bucket of 2 padded to 8; the padding dropped
+    # Each device runs lax.map over one candidate instead of two: XLA rounds
+    # the last bit of some values differently (a trainer-level probe: equal
+    # losses, parameters within 1.2e-7 after 3 steps), and these tiny
+    # BatchNorm nets on the (grayscale) digits amplify it (see
+    # tests/test_population.py): measured ~4e-4 relative in the loss after 4
+    # steps, identical accuracies. Longer runs drift further (after 30 steps
+    # a near-chance net's test accuracy moved 0.100 -> 0.123).
+    _assert_close_results(got, want, loss_rtol=5e-3, acc_atol=0.02)
+
+
+def test_two_processes_merge_their_shards(tmp_path, cache, reference):
+    work = tmp_path / "two"
+    errs = _finish(*_two_processes(work, cache))
+    assert all("process" in e for e in errs)
+    shards = {
+        p: list(results.iter_records(work / f"results.{p}.jsonl")) for p in (0, 1)
+    }
+    # Bucket b is process b % 2's: each process recorded its own bucket.
+    for p, records in shards.items():
+        assert len(records) == 2 and {r["bucket"] for r in records} == {p}
+    merged = list(results.iter_records(work / results.RESULTS))
+    assert len(merged) == 4 and len({r["hash"] for r in merged}) == 4
+    _assert_same_results({r["hash"]: r for r in merged}, reference)
+    assert (work / "figures" / "summary.md").exists()  # process 0 wrote them
+
+
+def test_killed_process_is_retrained_on_restart(tmp_path, cache, reference):
+    work = tmp_path / "killed"
+    procs = _two_processes(work, cache)
+    shard1 = work / "results.1.jsonl"
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and procs[1].poll() is None:
+        if shard1.exists() and shard1.read_text().count("\n") >= 1:
+            os.kill(procs[1].pid, signal.SIGKILL)  # host 1 crashes mid-bucket
+            break
+        time.sleep(0.02)
+    procs[1].wait(timeout=60)
+    assert procs[1].returncode == -signal.SIGKILL, "process 1 ended before the kill"
+    # The scheduler tears the job down (JAX's coordination service would end
+    # process 0 too once host 1's heartbeats stop).
+    procs[0].kill()
+    procs[0].wait(timeout=60)
+    before = {r["hash"]: r for r in _shard_lines(work)}
+    assert 1 <= len(before) < 4
+
+    _finish(*_two_processes(work, cache))
+    lines = _shard_lines(work)
+    assert len(lines) == 4, "a candidate was lost or recorded twice"
+    got = {r["hash"]: r for r in lines}
+    _assert_same_results(got, reference)
+    for h, record in before.items():  # finished ones were kept, not retrained
+        assert got[h] == record
+    merged = list(results.iter_records(work / results.RESULTS))
+    assert sorted(r["hash"] for r in merged) == sorted(got)
+    for h in got:
+        assert set(search.load_checkpoint(work, h)) == {"params", "batch_stats"}
