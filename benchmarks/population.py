@@ -164,6 +164,7 @@ def main(argv=None):
                 f"population vs {r['compile_seq_each']:.1f} s per candidate"
             )
             print(f"  buckets (size:strategy): {' '.join(r['strategies'])}")
+            engine.clear_caches()
 
 
 if __name__ == "__main__":

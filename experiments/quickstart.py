@@ -8,13 +8,15 @@ Data: scikit-learn's bundled 8x8 handwritten digits, resized to the spaces'
 32x32x3 input (no download). ``--config.data.name=cifar10`` (from tfds, or
 ``--config.data.data_dir=PATH`` to an image folder/archive) switches data.
 
-What it does: samples 24 candidates from small laws (ResNeXt s3, ResNet s5,
-ProbeNet-s s1), keeps those whose params fit 64 KB in half precision and
+What it does: samples 24 candidates from small laws (ResNeXt s3, MobileNetV2
+s6, PNASNet s3), keeps those whose params fit 24 KiB in half precision and
 whose predicted Raspberry Pi 3B+ latency (the predictor shipped with jnas,
-fitted to the release's Pi table) is under 10 ms, trains the survivors
-together with the population engine (400 steps, batch 64), runs the format
-search (fewest bits within 1 point of float32 validation accuracy), writes
-one JSON line per candidate, checkpoints, and the figures (``figures/``).
+fitted to the release's Pi table) is under 20 ms (the paper's 10 ms admits
+only MobileNetV2 s6 among these laws: the released untrained-PyTorch Pi
+timings are slow), trains the survivors together with the population engine
+(300 steps, batch 32), runs the format search (fewest bits within 1 point of
+float32 validation accuracy), writes one JSON line per candidate,
+checkpoints, and the figures (``figures/``).
 
 Expected: about 10-15 minutes on the 2-core dev VM, best feasible validation
 accuracy around 0.9 (BUILD_NOTES.md, "The search", has the measured run).
@@ -36,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 500
 
     c.search = ml_collections.ConfigDict()
-    c.search.spaces = ["resnext:s3", "resnet:s5", "probenet_s:s1"]  # space:law
+    c.search.spaces = ["resnext:s3", "mobilenetv2:s6", "pnasnet:s3"]  # space:law
     c.search.mode = "random"  # "random" | "narrow" (the automatic workflow)
     c.search.rounds = 1
     c.search.candidates_per_round = 24  # sampled, before the constraints
@@ -47,10 +49,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.narrow.max_tries = 50  # law draws per wanted candidate
 
     c.constraints = ml_collections.ConfigDict()
-    c.constraints.memory_bytes = 64 * 1024  # params' storage, or None
+    # Bounds; 0 means no bound (a number, so --config overrides stay numbers).
+    c.constraints.memory_bytes = 24 * 1024  # params' storage in memory_format
     c.constraints.memory_format = "half"  # "float32" | "half" | "custom"
-    c.constraints.latency_ms = 10.0  # predicted latency bound, or None
-    c.constraints.flops = None  # FLOPs bound, or None
+    c.constraints.latency_ms = 20.0  # predicted Pi 3B+ latency bound [ms]
+    c.constraints.flops = 0  # FLOPs bound
 
     c.latency = ml_collections.ConfigDict()
     # "raspi3b" (shipped Pi 3B+ predictor), "none", or a predictor file made
@@ -71,31 +74,42 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.max_train = 0  # cap on training examples (0 = all)
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 400
-    c.train.batch_size = 64
+    c.train.steps = 300
+    c.train.batch_size = 32
     c.train.lr = 0.05
     c.train.momentum = 0.9
     c.train.weight_decay = 5e-4
     c.train.schedule = "cosine"  # "constant" | "step" | "cosine"
+    c.train.augment = False  # random crop + flip (CIFAR); flips change digits
     c.train.log_every = 50  # metrics leave the device every N steps
     c.train.strategy = "rule"  # "rule" | "autotune" | "vmap" | "map" | "sequential"
     c.train.conv_impl = "auto"  # "auto" | "xla" | "im2col"
-    c.train.max_waste = 1.0  # padding waste bound of a bucket
+    c.train.max_waste = 2.0  # padding waste bound of a bucket
     c.train.max_bucket = 8  # candidates per bucket (0 = no bound)
-    c.train.device_memory_bytes = 0  # bucket memory bound (0 = none)
+    c.train.device_memory_bytes = 0  # bucket memory bound (0 = 70% of the device's)
     c.train.qat_format = ""  # quantisation-aware training format ("" = off)
+
+    # Scale-out (jnas.distributed). Defaults: one process, every local device.
+    # Multi-host: see BUILD_NOTES.md ("Scale-out") for pod and SLURM commands.
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = "auto"  # "auto" | "always" | "never"
+    c.distributed.coordinator_address = ""  # "host:port" of process 0 ("" = env)
+    c.distributed.num_processes = 0  # 0 = from the environment / one process
+    c.distributed.process_id = -1  # -1 = from the environment
+    c.distributed.mesh_candidates = -1  # devices on the candidates axis (-1: all)
+    c.distributed.mesh_data = 1  # devices splitting each batch (1: replicated)
 
     if arg == "tiny":  # the tests' version: seconds, not minutes
         c.search.spaces = ["resnext:s3"]
         c.search.candidates_per_round = 4
         c.train.max_bucket = 2  # two buckets: the resume test kills in between
         c.train.max_waste = 10.0
-        c.constraints.memory_bytes = None
-        c.constraints.latency_ms = None
+        c.constraints.memory_bytes = 0
+        c.constraints.latency_ms = 0.0
         c.latency.predictor = "none"
-        c.train.steps = 4
+        c.train.steps = 30  # enough to leave chance level (the tests compare)
         c.train.batch_size = 16
-        c.train.log_every = 2
+        c.train.log_every = 10
         c.data.num_val = 100
         c.eval_batch_size = 100
     elif arg:

@@ -48,7 +48,8 @@ def make_rows(formats=DEFAULT_FORMATS, values: np.ndarray | None = None) -> list
     x = sample_values() if values is None else np.asarray(values, np.float32)
     rows = []
     for fmt in map(precision.as_format, formats):
-        q = np.asarray(jax.jit(lambda v, f=fmt: precision.quantize(v, f))(jnp.asarray(x)))
+        rounded = jax.jit(lambda v, f=fmt: precision.quantize(v, f))(jnp.asarray(x))
+        q = np.asarray(rounded)
         finite = np.isfinite(q) & (q != 0) & (x != 0)
         rel = np.abs(q[finite] - x[finite]) / np.abs(x[finite])
         rows.append(

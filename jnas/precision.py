@@ -458,6 +458,8 @@ def quantize(
         rbits = jax.random.bits(key, x.shape, jnp.uint32)
     else:
         if key is not None:
-            raise ValueError(f"key is only used by stochastic rounding, not {rounding!r}")
+            raise ValueError(
+                f"key is only used by stochastic rounding, not {rounding!r}"
+            )
         rbits = None
     return _quantize_ste(x, rbits, fmt, rounding, carrier)

@@ -13,8 +13,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from experiments import formats as formats_config
 from experiments import quickstart
-from jnas import precision, results, search
+from jnas import posttraining, precision, results, search
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,11 @@ def _config(**overrides):
         ("train.strategy", "pmap", r"config.train.strategy='pmap'.*'vmap'"),
         ("train.steps", 0, r"config.train.steps=0 must be an integer > 0"),
         ("constraints.memory_format", "int8", r"memory_format='int8'.*'half'"),
-        ("constraints.latency_ms", -1.0, r"constraints.latency_ms=-1.0"),
+        (
+            "constraints.latency_ms",
+            -1.0,
+            r"constraints.latency_ms=-1.0 must be a number >= 0",
+        ),
         ("latency.predictor", "nope.json", r"latency.predictor='nope.json'"),
         ("formats.min_bits_for_memory", 2, r"min_bits_for_memory=2 must be"),
     ],
@@ -133,6 +138,9 @@ def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
     assert ref.returncode == 0, err[-3000:]
     want = {r["hash"]: r for r in results.load(tmp_path / "ref")}
     assert len(want) == 4
+    # Trained past chance level (0.1; one binomial sd on 100 images is 0.03),
+    # so equal results below mean something.
+    assert max(r["accuracy"]["float32"]["val"] for r in want.values()) > 0.15
 
     # Killed with SIGKILL as soon as the first bucket's records are on disk.
     work = tmp_path / "killed"
@@ -163,3 +171,15 @@ def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
         restored = search.load_checkpoint(work, h)
         assert set(restored) == {"params", "batch_stats"}
     assert (work / "figures" / "summary.md").exists()
+
+    # Post-training sweep of the checkpoints (launch.formats), resumable.
+    sweep_cfg = formats_config.get_config()
+    sweep_cfg.exponents, sweep_cfg.mantissas = [4, 5], [2]
+    rows = posttraining.sweep(sweep_cfg, work)
+    assert len(rows) == 4 * 3  # float32, e4m2, e5m2 per candidate
+    assert posttraining.sweep(sweep_cfg, work) == rows  # nothing recomputed
+    for h, record in want.items():
+        (f32,) = [r for r in rows if r["hash"] == h and r["format"] == "float32"]
+        # The checkpoint reproduces the recorded float32 accuracies.
+        assert f32["val"] == pytest.approx(record["accuracy"]["float32"]["val"])
+        assert f32["test"] == pytest.approx(record["accuracy"]["float32"]["test"])
