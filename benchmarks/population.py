@@ -77,6 +77,8 @@ def run(space, law, size, args, recipe, images, labels):
         jax.block_until_ready(trainer.step(images, labels))
         compile_pop += time.perf_counter() - start
         t_pop += _time_steps(trainer, images, labels, args.steps)
+        del trainer
+        engine.clear_caches()  # ~100 live programs exhaust the mmap limit
         strategies.append(f"{bucket.size}:{strategy}/{impl}")
         waste.append(bucket.waste())
     # Sequential baseline on a seeded sample, scaled to the population.
