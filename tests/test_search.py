@@ -183,3 +183,20 @@ def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
         # The checkpoint reproduces the recorded float32 accuracies.
         assert f32["val"] == pytest.approx(record["accuracy"]["float32"]["val"])
         assert f32["test"] == pytest.approx(record["accuracy"]["float32"]["test"])
+
+
+@pytest.mark.parametrize(
+    "module,variant",
+    [("paper", "float"), ("paper", "half"), ("paper", "reduced"),
+     ("narrowing", "random"), ("narrowing", "narrow"), ("quickstart", None)],
+)  # fmt: skip
+def test_shipped_experiment_configs_are_valid(module, variant):
+    import importlib
+
+    config = importlib.import_module(f"experiments.{module}").get_config(variant)
+    pairs = search.validate(config)
+    assert pairs and all(law in search.spaces.laws(space) for space, law in pairs)
+    if module == "paper":
+        assert config.constraints.latency_ms == 10.0
+        kinds = {"float": "float32", "half": "half", "reduced": "custom"}
+        assert config.constraints.memory_format == kinds[variant]
