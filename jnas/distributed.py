@@ -36,7 +36,6 @@ msgpack file written by the process that trained it
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +46,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jnas import results
 
 CANDIDATES = "candidates"
 DATA = "data"
@@ -252,7 +253,9 @@ def owner(bucket_index: int, num_processes: int) -> int:
 
 def shard_name(process_index: int, process_count: int) -> str:
     """The results file a process appends to ("results.jsonl" if alone)."""
-    return "results.jsonl" if process_count == 1 else f"results.{process_index}.jsonl"
+    if process_count == 1:
+        return results.RESULTS
+    return f"results.{process_index}.jsonl"
 
 
 def barrier(name: str) -> None:
@@ -275,13 +278,7 @@ def save_local_checkpoint(path: Path, variables: Any) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     data = serialization.msgpack_serialize(jax.tree.map(np.asarray, variables))
-    target = path / LOCAL_CHECKPOINT
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    results.atomic_write(path / LOCAL_CHECKPOINT, data)
     return path
 
 
@@ -298,16 +295,10 @@ def merge_results(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
     Records are ordered by (round, bucket), as one process would write them.
     The per-process shards stay; `jnas.results.load` deduplicates by hash.
     """
-    path = Path(workdir) / "results.jsonl"
+    path = Path(workdir) / results.RESULTS
     order = sorted(
         range(len(records)),
         key=lambda i: (records[i]["round"], records[i]["bucket"], i),
     )
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for i in order:
-            f.write(json.dumps(records[i], sort_keys=True, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    results.atomic_write(path, "".join(results.to_line(records[i]) for i in order))
     return path

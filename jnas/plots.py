@@ -177,6 +177,19 @@ def _fronts(ax, costs_by_fmt: Mapping[str, np.ndarray], accs_by_fmt) -> int:
     return drawn
 
 
+def _finish_front_axes(
+    ax, xlabel: str, split: str, budget: tuple[float, str] | None
+) -> None:
+    """Log cost axis, labels, grid, legend and the budget line (x, label)."""
+    if budget is not None:
+        ax.axvline(budget[0], color="k", ls="--", lw=1, label=budget[1])
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{split} accuracy [%]")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
 def accuracy_vs_memory(
     records: Sequence[Record],
     outdir: str | Path,
@@ -209,19 +222,10 @@ def accuracy_vs_memory(
             f"accuracy_vs_memory: none of {len(records)} records has a memory and "
             f"a {split} accuracy in any of {FORMATS}"
         )
+    budget = None
     if memory_budget is not None:
-        ax.axvline(
-            memory_budget / KIB,
-            color="k",
-            ls="--",
-            lw=1,
-            label=f"memory budget {memory_budget / KIB:g} KiB",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("parameter memory [KiB]")
-    ax.set_ylabel(f"{split} accuracy [%]")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+        budget = (memory_budget / KIB, f"memory budget {memory_budget / KIB:g} KiB")
+    _finish_front_axes(ax, "parameter memory [KiB]", split, budget)
     return _save(fig, outdir, "accuracy_vs_memory")
 
 
@@ -258,19 +262,10 @@ def accuracy_vs_latency(
             f"accuracy_vs_latency: none of {len(records)} records has a latency "
             f"and a {split} accuracy"
         )
+    budget = None
     if latency_budget is not None:
-        ax.axvline(
-            latency_budget,
-            color="k",
-            ls="--",
-            lw=1,
-            label=f"latency budget {latency_budget:g} ms",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel(_latency_label(records))
-    ax.set_ylabel(f"{split} accuracy [%]")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+        budget = (latency_budget, f"latency budget {latency_budget:g} ms")
+    _finish_front_axes(ax, _latency_label(records), split, budget)
     return _save(fig, outdir, "accuracy_vs_latency")
 
 

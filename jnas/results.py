@@ -73,7 +73,7 @@ def write_config(workdir: str | Path, config: Mapping[str, Any]) -> None:
                 f"{', '.join(keys[:8])}); use a new --workdir or the same config"
             )
         return
-    _atomic_write(path, text + "\n")
+    atomic_write(path, text + "\n")
 
 
 def read_config(workdir: str | Path) -> dict[str, Any]:
@@ -84,13 +84,22 @@ def read_config(workdir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Writes a whole file so that a kill leaves the old file or the new one.
+
+    The data goes to ``<name>.tmp``, is flushed and fsynced, then renamed.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def to_line(record: Mapping[str, Any]) -> str:
+    """One record as a JSON line (sorted keys; NaN refused, JSON has none)."""
+    return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
 
 
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -118,9 +127,8 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
 
 def append_line(path: str | Path, record: Mapping[str, Any]) -> None:
     """Appends one JSON record to a JSON-lines file, flushed and fsynced."""
-    line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
     with open(path, "a") as f:
-        f.write(line)
+        f.write(to_line(record))
         f.flush()
         os.fsync(f.fileno())
 

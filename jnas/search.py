@@ -465,10 +465,6 @@ def _choose(config, bucket, recipe, input_shape) -> tuple[str, str]:
     return strategy, impl
 
 
-def _to_host_list(trainer: engine.BucketTrainer) -> list[dict[str, Any]]:
-    return [trainer.variables(i) for i in range(trainer.bucket.size)]
-
-
 def _state_variables(trainer: engine.BucketTrainer) -> Any:
     if trainer.strategy == "sequential":
         return [{"params": s.params, "batch_stats": s.batch_stats}
