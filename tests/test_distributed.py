@@ -55,14 +55,16 @@ def _finish(*procs) -> list[str]:
     return errs
 
 
-def _two_processes(workdir, cache) -> list[subprocess.Popen]:
+def _two_processes(workdir, cache, *flags) -> list[subprocess.Popen]:
     port = _free_port()
     common = [
         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
         "--config.distributed.num_processes=2",
     ]
     return [
-        _launch(workdir, cache, *common, f"--config.distributed.process_id={pid}")
+        _launch(
+            workdir, cache, *common, *flags, f"--config.distributed.process_id={pid}"
+        )
         for pid in (0, 1)
     ]
 
@@ -200,9 +202,17 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     assert (work / "figures" / "summary.md").exists()  # process 0 wrote them
 
 
-def test_killed_process_is_retrained_on_restart(tmp_path, cache, reference):
+def test_killed_process_is_retrained_on_restart(tmp_path, cache):
+    # One candidate per bucket: process 1 owns buckets 1 and 3, so a whole
+    # bucket's training lies between its two records and the kill at its first
+    # record always finds work unfinished (with buckets of two, its records
+    # came milliseconds apart and the kill sometimes landed after both).
+    one = "--config.train.max_bucket=1"
+    _finish(_launch(tmp_path / "ref", cache, one))
+    reference = {r["hash"]: r for r in results.load(tmp_path / "ref")}
+    assert len(reference) == 4
     work = tmp_path / "killed"
-    procs = _two_processes(work, cache)
+    procs = _two_processes(work, cache, one)
     shard1 = work / "results.1.jsonl"
     deadline = time.time() + TIMEOUT
     while time.time() < deadline and procs[1].poll() is None:
@@ -219,7 +229,7 @@ def test_killed_process_is_retrained_on_restart(tmp_path, cache, reference):
     before = {r["hash"]: r for r in _shard_lines(work)}
     assert 1 <= len(before) < 4
 
-    _finish(*_two_processes(work, cache))
+    _finish(*_two_processes(work, cache, one))
     lines = _shard_lines(work)
     assert len(lines) == 4, "a candidate was lost or recorded twice"
     got = {r["hash"]: r for r in lines}
