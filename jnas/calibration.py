@@ -3,8 +3,9 @@
 ``calibrate_and_fit(config, workdir)`` is what ``launch/calibrate.py`` runs. Its
 workdir holds:
 - ``calibration.jsonl`` / ``evaluation.jsonl``: one JSON line per measured
-  network (``latency.calibration_record``), appended and flushed one by one, so
-  a killed run loses nothing measured; a rerun skips measured arch hashes;
+  network (``latency.calibration_record``), appended and flushed as each chunk
+  is done (the two sets are measured interleaved, ``measure_to_files``), so a
+  killed run loses at most one chunk; a rerun skips measured arch hashes;
 - ``predictor.json``: the fitted predictor (``latency.load``);
 - ``metrics.json``: held-out accuracy and the fitted table; ``config.json``.
 
@@ -15,6 +16,7 @@ copied back, and ``config.mode = "fit"`` fits here without measuring.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,8 +41,9 @@ def local_device(cores: int = 1) -> roofline.Device:
     and 128 bytes per cycle and core (two 64-byte L1 loads), at the nominal
     clock of /proc/cpuinfo: AVX2 parts (16 MACs per cycle) stay under this even
     at turbo clocks up to twice nominal. A fitted throughput or bandwidth above
-    it would be unphysical. Channel lanes: 8 float32 lanes with AVX2 (XLA
-    prefers 256-bit vectors also on AVX-512 parts), else 4 (NEON).
+    it would be unphysical. Channel lanes: 16 float32 lanes with AVX-512, 8
+    with AVX2, else 4 (NEON). Pack lanes: 8 on x86 (the AVX packets of the
+    Eigen that XLA's CPU convolutions use), else 4.
     """
     mhz, flags = 3000.0, ""
     try:
@@ -54,12 +57,18 @@ def local_device(cores: int = 1) -> roofline.Device:
     except (OSError, ValueError):
         pass
     hz = mhz * 1e6
-    lanes = 8 if " avx2" in flags else 4  # XLA prefers 256-bit vectors
+    # float32 lanes of the widest vectors. 16 on AVX-512 parts fitted this
+    # VM's timings better than 8 in cross-validation (BUILD_NOTES.md).
+    lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
+    # Random 96/204 splits of 600 networks measured here: within +-10% 92-94%
+    # with pack lanes 8 against 89-90% with 16 or without the feature.
+    pack = 8 if " avx" in flags else 4
     return roofline.Device(
         f"this host ({cores} core(s), nominal {mhz:.0f} MHz)",
         32 * hz * cores,
         128 * hz * cores,
         channel_lanes=lanes,
+        pack_lanes=pack,
     )
 
 
@@ -115,35 +124,48 @@ def sample_candidates(
     return out
 
 
-def measure_to_file(
-    archs: Sequence[arch_lib.Arch],
-    path: Path,
+def _measured_hashes(path: Path) -> set[str]:
+    """Arch hashes already in a calibration file (a truncated last line is cut)."""
+    if not path.exists():
+        return set()
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # a kill mid-write: drop the stub
+        path.write_text(text[: text.rfind("\n") + 1])
+    return {e.arch.hash for e in latency.read_calibration(path)}
+
+
+def measure_to_files(
+    jobs: Sequence[tuple[Sequence[arch_lib.Arch], Path]],
     *,
     measure_kwargs: Mapping[str, Any],
     chunk: int,
     host: Mapping,
     log_fn: Callable[[str], None] = print,
 ) -> None:
-    """Measures the networks not yet in ``path`` and appends them, chunk by chunk.
+    """Measures the networks not yet in their files and appends them, chunk by chunk.
 
-    Each chunk is compiled together and timed interleaved
-    (``latency.measure_many``); every record is flushed and fsynced as soon as
-    its chunk is done.
+    The networks of all ``jobs`` (``(archs, path)`` pairs, e.g. the calibration
+    and the evaluation set) are interleaved in proportion, so every chunk holds
+    some of each: slow drifts of a shared machine (other tenants, clocks) then
+    touch both sets alike instead of biasing one against the other. Each chunk
+    is compiled together and timed interleaved (``latency.measure_many``); every
+    record is flushed and fsynced to its job's file as soon as its chunk is done.
     """
-    done = set()
-    if path.exists():
-        text = path.read_text()
-        if text and not text.endswith("\n"):  # a kill mid-write: drop the stub
-            path.write_text(text[: text.rfind("\n") + 1])
-        done = {e.arch.hash for e in latency.read_calibration(path)}
-    todo = [a for a in archs if a.hash not in done]
-    log_fn(f"{path.name}: {len(done)} measured, {len(todo)} to measure")
+    todo = []
+    for archs, path in jobs:
+        done = _measured_hashes(path)
+        left = [a for a in archs if a.hash not in done]
+        log_fn(f"{path.name}: {len(done)} measured, {len(left)} to measure")
+        # Position i of n sits at (i + 0.5) / n: merging by it interleaves the
+        # jobs evenly whatever their sizes.
+        todo += [((i + 0.5) / len(left), a, path) for i, a in enumerate(left)]
+    todo.sort(key=lambda t: t[0])
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         t0 = time.perf_counter()
-        measured = latency.measure_many(part, **measure_kwargs)
-        with path.open("a") as f:
-            for net, m in zip(part, measured, strict=True):
+        measured = latency.measure_many([a for _, a, _ in part], **measure_kwargs)
+        for (_, net, path), m in zip(part, measured, strict=True):
+            with path.open("a") as f:
                 f.write(json.dumps(latency.calibration_record(net, m, host)) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -157,8 +179,9 @@ def calibrate_and_fit(
 
     Args:
       config: a ConfigDict with mode, spaces, n_calibration, n_evaluation, seed,
-        batch, warmup, repeats, rounds, chunk, pin_threads, statistic, fmt and
-        the device ceilings (see experiments/calibrate.py).
+        batch, warmup, repeats, rounds, chunk, pin_threads, xla_flags,
+        conv_impl, statistic, fmt, tie, conv_extras, the device ceilings and
+        lanes (see experiments/calibrate.py).
       workdir: output folder (created; reruns resume).
       log_fn: progress output.
 
@@ -183,23 +206,23 @@ def calibrate_and_fit(
             seed=config.seed + 1,
             exclude={a.hash for a in calib},
         )
-        host = latency.host_description()
+        # What is measured is the network as lowered with this conv_impl.
+        host = latency.host_description() | {"conv_impl": config.conv_impl}
         log_fn(f"host: {host}")
         kwargs = {
+            "conv_impl": config.conv_impl,
             "batch": config.batch,
             "warmup": config.warmup,
             "repeats": config.repeats,
             "rounds": config.rounds,
         }
-        for name, nets in ((CALIBRATION, calib), (EVALUATION, evals)):
-            measure_to_file(
-                nets,
-                workdir / name,
-                measure_kwargs=kwargs,
-                chunk=config.chunk,
-                host=host,
-                log_fn=log_fn,
-            )
+        measure_to_files(
+            [(calib, workdir / CALIBRATION), (evals, workdir / EVALUATION)],
+            measure_kwargs=kwargs,
+            chunk=config.chunk,
+            host=host,
+            log_fn=log_fn,
+        )
     if config.mode == "measure":
         return {}
     return fit_and_evaluate(config, workdir, log_fn)
@@ -207,10 +230,28 @@ def calibrate_and_fit(
 
 def _device(config: Any) -> roofline.Device:
     if config.device == "local":
-        return local_device()
-    if config.device == "raspberry_pi_3b_plus":
-        return roofline.RASPBERRY_PI_3B_PLUS
-    return roofline.Device(config.device, config.peak_flops, config.peak_bandwidth)
+        device = local_device()
+    elif config.device == "raspberry_pi_3b_plus":
+        device = roofline.RASPBERRY_PI_3B_PLUS
+    else:
+        device = roofline.Device(
+            config.device, config.peak_flops, config.peak_bandwidth
+        )
+    for lanes in ("channel_lanes", "pack_lanes"):
+        if config.get(lanes, 0):
+            device = dataclasses.replace(device, **{lanes: config[lanes]})
+    return device
+
+
+def fit_extras(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``roofline.DEFAULT_EXTRAS`` plus ``names`` for every convolution kind."""
+    for name in names:
+        if name not in roofline.EXTRAS:
+            raise ValueError(f"extra {name!r} is not one of {roofline.EXTRAS}")
+    return {
+        kind: (*base, *(n for n in names if n not in base))
+        for kind, base in roofline.DEFAULT_EXTRAS.items()
+    }
 
 
 def fit_and_evaluate(
@@ -231,6 +272,7 @@ def fit_and_evaluate(
         device=_device(config),
         fmt=config.fmt,
         tie=config.tie,
+        extras=fit_extras(list(config.get("conv_extras", ()))),
     )
     log_fn(f"fitted on {len(calib)} networks in {time.perf_counter() - t0:.1f} s")
     log_fn(predictor.report())

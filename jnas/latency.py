@@ -283,7 +283,7 @@ def untrained_variables(model: Any, seed: int = 0) -> Any:
 
 
 def compile_forward(
-    arch: arch_lib.Arch, *, batch: int = 1, seed: int = 0
+    arch: arch_lib.Arch, *, batch: int = 1, seed: int = 0, conv_impl: str = "xla"
 ) -> tuple[Callable[[], Any], float]:
     """Builds and AOT-compiles the eval forward pass of ``arch``.
 
@@ -291,6 +291,8 @@ def compile_forward(
       arch: the architecture.
       batch: batch size of the input.
       seed: seed of the (untrained) weights and the input.
+      conv_impl: the convolution lowering (``nn_ops.CONV_IMPLS``): part of
+        what is measured, so it is recorded with each measurement.
 
     Returns:
       (call, seconds): ``call()`` runs one forward pass and blocks until ready;
@@ -307,7 +309,7 @@ def compile_forward(
         raise ValueError(f"batch must be a positive int; got {batch!r}")
     start = time.perf_counter()
     try:
-        model = nn.create_model(arch)
+        model = nn.create_model(arch, conv_impl=conv_impl)
         variables = jax.device_put(untrained_variables(model, seed))
         x = jax.device_put(
             np.random.default_rng(seed)
@@ -343,6 +345,7 @@ def measure(
     warmup: int = 5,
     repeats: int = 30,
     seed: int = 0,
+    conv_impl: str = "xla",
 ) -> Measurement:
     """Measures the eval latency of ``arch`` on this device.
 
@@ -352,12 +355,19 @@ def measure(
       warmup: untimed calls first (caches, page faults, lazy init).
       repeats: timed calls; the median is the latency.
       seed: PRNG seed of weights and input.
+      conv_impl: the convolution lowering (``nn_ops.CONV_IMPLS``).
 
     Returns:
       The ``Measurement``.
     """
     return measure_many(
-        [arch], batch=batch, warmup=warmup, repeats=repeats, rounds=1, seed=seed
+        [arch],
+        batch=batch,
+        warmup=warmup,
+        repeats=repeats,
+        rounds=1,
+        seed=seed,
+        conv_impl=conv_impl,
     )[0]
 
 
@@ -369,6 +379,7 @@ def measure_many(
     repeats: int = 30,
     rounds: int = 3,
     seed: int = 0,
+    conv_impl: str = "xla",
 ) -> list[Measurement]:
     """Measures several networks with their repeats interleaved.
 
@@ -380,7 +391,7 @@ def measure_many(
 
     Args:
       archs: the architectures.
-      batch, warmup, seed: as for ``measure``.
+      batch, warmup, seed, conv_impl: as for ``measure``.
       repeats: timed calls per network in total (rounded up to whole rounds).
       rounds: interleaved passes over the networks.
 
@@ -391,7 +402,9 @@ def measure_many(
                              ("rounds", rounds, 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    compiled = [compile_forward(a, batch=batch, seed=seed) for a in archs]
+    compiled = [
+        compile_forward(a, batch=batch, seed=seed, conv_impl=conv_impl) for a in archs
+    ]
     per_round = math.ceil(repeats / rounds)
     samples: list[list[float]] = [[] for _ in archs]
     order = np.random.default_rng(seed)

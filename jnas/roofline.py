@@ -21,6 +21,12 @@ non-negative costs e_kj, for work that neither FLOPs nor tensor bytes count:
 - "groups": one library call per group (PyTorch 1.x loops over conv groups);
 - "channels" (output channels), "inputs" (input count): per-channel loops and
   per-input copies, off by default;
+- "vector": SIMD multiply-accumulate instructions of a GEMM-based conv whose
+  output channels are packed in vectors of ``Device.channel_lanes`` lanes, then
+  one half vector, then one channel at a time (Eigen's GEMM kernel, which
+  XLA's CPU convolutions use): MACs per output channel x ``_row_blocks``. A
+  7-channel conv costs about as much as a 64-channel one with 16 lanes; FLOPs
+  alone miss that (fitted for this machine by ``jnas.calibration``);
 - "spill": bytes of the node's traffic B beyond the device's last-level cache
   (``Device.cache_bytes``), max(0, B - cache): the part that streams from DRAM
   instead of the cache (fitted for the Pi's convs, 512 KiB L2, by
@@ -73,7 +79,16 @@ KINDS = (
     "concat",
     "flatten",
 )
-EXTRAS = ("groups", "im2col", "runs", "channels", "inputs", "spill")
+EXTRAS = (
+    "groups",
+    "im2col",
+    "runs",
+    "channels",
+    "inputs",
+    "spill",
+    "vector",
+    "unaligned",
+)
 # Extras fitted by default: GEMM-based convs pay for building the patch matrix
 # (per element and per contiguous piece), and frameworks that loop over groups
 # pay one call per group.
@@ -147,6 +162,9 @@ class Device:
         3 of 8 lanes.
       cache_bytes: last-level cache size; the "spill" feature counts the bytes
         of a node's traffic beyond it (0: all bytes spill).
+      pack_lanes: vector width (float32 lanes) of the conv library's patch
+        packing; the "unaligned" feature counts the patch elements of convs
+        whose per-group input channels are not a multiple of it (1: none).
     """
 
     name: str
@@ -154,11 +172,13 @@ class Device:
     peak_bandwidth: float
     channel_lanes: int = 1
     cache_bytes: int = 0
+    pack_lanes: int = 1
 
     def __post_init__(self):
-        lanes = self.channel_lanes
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise ValueError(f"Device.channel_lanes must be an int >= 1; got {lanes!r}")
+        for field in ("channel_lanes", "pack_lanes"):
+            lanes = getattr(self, field)
+            if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+                raise ValueError(f"Device.{field} must be an int >= 1; got {lanes!r}")
         cache = self.cache_bytes
         if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
             raise ValueError(f"Device.cache_bytes must be an int >= 0; got {cache!r}")
@@ -200,6 +220,7 @@ def features(
     fmt: Any = "e8m23",
     channel_lanes: int = 1,
     cache_bytes: int = 0,
+    pack_lanes: int = 1,
 ) -> Features:
     """Returns the per-node features of ``arch``.
 
@@ -209,6 +230,7 @@ def features(
         ``precision.FloatFormat`` or its text form; default float32).
       channel_lanes: ``Device.channel_lanes`` (the "im2col" padding).
       cache_bytes: ``Device.cache_bytes`` (the "spill" threshold).
+      pack_lanes: ``Device.pack_lanes`` (the "unaligned" test).
 
     Returns:
       The ``Features`` of every node except the input.
@@ -231,7 +253,7 @@ def features(
             )
         out = shapes[node.name]
         spatial = out[0] * out[1] if len(out) == 3 else 1
-        flops, groups, im2col, runs = c.flops, 0, 0, 0
+        flops, groups, im2col, runs, vector, unaligned = c.flops, 0, 0, 0, 0, 0
         if node.op == "conv":
             kh, kw = node.attr("kernel")
             groups = arch.groups(node)
@@ -240,6 +262,10 @@ def features(
             patch = c_in * kh * kw * spatial  # the GEMM's input, as stored
             per_group = -(-c_in // groups // channel_lanes) * channel_lanes
             im2col = groups * per_group * kh * kw * spatial  # as the SIMD lanes see it
+            depth = c_in // groups * kh * kw * spatial  # MACs per output channel
+            vector = groups * depth * _row_blocks(out[-1] // groups, channel_lanes)
+            if (c_in // groups) % pack_lanes:
+                unaligned = patch
         elif node.op == "relu":
             flops = c.out_elems
         elif node.op in ("maxpool", "avgpool"):
@@ -264,6 +290,8 @@ def features(
                     out[-1],
                     len(node.inputs),
                     max(0, nbytes - cache_bytes),
+                    vector,
+                    unaligned,
                 ),
             )
         )
@@ -276,12 +304,29 @@ def features(
     )
 
 
+def _row_blocks(rows: int, lanes: int) -> int:
+    """SIMD instructions per multiply-accumulate step for ``rows`` output channels.
+
+    A model of Eigen's GEMM kernel (XLA's CPU convolutions): output channels
+    go in full vectors of ``lanes``, then at most one half vector, then one at
+    a time. With 16 lanes 64 channels take 4 instructions, 7 channels 7, 12
+    channels 5 (one half vector and 4 singles). Chosen because it fitted better
+    in cross-validation (BUILD_NOTES.md), not read from Eigen's source.
+    """
+    if lanes < 2:
+        return rows
+    half = lanes // 2
+    return rows // lanes + (rows % lanes >= half) + rows % half
+
+
 def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
 def _device_features(arch: arch_lib.Arch, fmt: Any, device: Device) -> Features:
-    return features(arch, fmt, device.channel_lanes, device.cache_bytes)
+    return features(
+        arch, fmt, device.channel_lanes, device.cache_bytes, device.pack_lanes
+    )
 
 
 @dataclasses.dataclass(frozen=True)

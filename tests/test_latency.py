@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jnas import calibration, latency, latency_fit, roofline, spaces
+from jnas import calibration, cost, latency, latency_fit, roofline, spaces
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PI_TABLE = SHARED / "iotnets/results_RaspPi.json"
@@ -284,3 +284,77 @@ def test_small_calibration_run_resumes(tmp_path):
     assert again["calibration"] == metrics["calibration"]
     for name, n in (("calibration.jsonl", 7), ("evaluation.jsonl", 3)):
         assert len((tmp_path / name).read_text().splitlines()) == n
+
+
+def test_vector_counts_simd_instructions_per_output_channel_block():
+    # Hand counts: full vectors of 16, then one half vector of 8, then singles.
+    for rows, want in [(64, 4), (16, 1), (7, 7), (8, 1), (12, 5), (24, 2), (31, 9)]:
+        assert roofline._row_blocks(rows, 16) == want, rows
+    assert roofline._row_blocks(7, 1) == 7
+    col = roofline.EXTRAS.index("vector")
+    for net in (
+        spaces.sample("resnext", "s3", 1),
+        spaces.sample("mobilenetv2", "s6", 2),
+    ):
+        macs = {
+            c.name: c.macs for c in cost.node_costs(net) if c.kind.startswith("conv")
+        }
+        # With one lane there is one instruction per multiply-accumulate.
+        one = roofline.features(net, channel_lanes=1)
+        convs = [n.name for n in net.nodes if n.op == "conv"]
+        kinds = [roofline.KINDS[k] for k in one.kind]
+        got = one.extras[[k.startswith("conv") for k in kinds], col]
+        np.testing.assert_array_equal(got, [macs[n] for n in convs])
+        # Wider vectors never need more instructions, and some need fewer.
+        wide = roofline.features(net, channel_lanes=16).extras[:, col]
+        assert (wide <= one.extras[:, col]).all() and (wide < one.extras[:, col]).any()
+
+
+def test_calibration_and_evaluation_networks_share_every_chunk(tmp_path, monkeypatch):
+    chunks = []
+
+    def fake_measure_many(archs, **kwargs):
+        chunks.append([a.hash for a in archs])
+        return [
+            latency.Measurement.from_samples([1.0 + i], warmup=0, batch=1)
+            for i in range(len(archs))
+        ]
+
+    monkeypatch.setattr(latency, "measure_many", fake_measure_many)
+    calib = [spaces.sample("mobilenetv2", "s6", i) for i in range(8)]
+    evals = [spaces.sample("resnext", "s3", i) for i in range(16)]
+    jobs = [(calib, tmp_path / "c.jsonl"), (evals, tmp_path / "e.jsonl")]
+    kwargs = {"measure_kwargs": {}, "chunk": 6, "host": {}, "log_fn": lambda s: None}
+    calibration.measure_to_files(jobs, **kwargs)
+    c_hash, e_hash = {a.hash for a in calib}, {a.hash for a in evals}
+    assert len(chunks) == 4
+    for chunk in chunks:  # 2 of the 8 and 4 of the 16 in every chunk of 6
+        assert sum(h in c_hash for h in chunk) == 2
+        assert sum(h in e_hash for h in chunk) == 4
+    read = lambda p: [e.arch.hash for e in latency.read_calibration(p)]
+    assert sorted(read(tmp_path / "c.jsonl")) == sorted(c_hash)
+    assert sorted(read(tmp_path / "e.jsonl")) == sorted(e_hash)
+    chunks.clear()
+    calibration.measure_to_files(jobs, **kwargs)  # all measured: nothing to do
+    assert chunks == []
+
+
+def test_unaligned_counts_patches_of_convs_with_ragged_input_channels():
+    net = spaces.sample("probenet_s", "s0", 3)  # C_in 3, 107 and 25: none of 8
+    col = roofline.EXTRAS.index("unaligned")
+    shapes = net.shapes
+    patches = []
+    for node in net.nodes:
+        if node.op == "conv":
+            kh, kw = node.attr("kernel")
+            h, w, _ = shapes[node.name]
+            c_in = shapes[node.inputs[0]][-1]
+            patches.append((c_in, c_in * kh * kw * h * w))
+    is_conv = [n.op == "conv" for n in net.nodes if n.op != "input"]
+    for lanes in (1, 8, 107):
+        got = roofline.features(net, pack_lanes=lanes).extras[:, col]
+        want = [p if c % lanes else 0 for c, p in patches]
+        np.testing.assert_array_equal(got[is_conv], want)
+        assert not got[~np.array(is_conv)].any()
+    with pytest.raises(ValueError, match="pack_lanes"):
+        roofline.Device("x", 1e9, 1e9, pack_lanes=0)
