@@ -358,3 +358,13 @@ def test_unaligned_counts_patches_of_convs_with_ragged_input_channels():
         assert not got[~np.array(is_conv)].any()
     with pytest.raises(ValueError, match="pack_lanes"):
         roofline.Device("x", 1e9, 1e9, pack_lanes=0)
+
+
+def test_fit_extras_adds_to_every_conv_kind_and_names_unknown_ones():
+    got = calibration.fit_extras(["vector", "unaligned"])
+    assert set(got) == set(roofline.DEFAULT_EXTRAS)
+    for kind, base in roofline.DEFAULT_EXTRAS.items():
+        assert got[kind] == (*base, "vector", "unaligned")
+    assert calibration.fit_extras(["im2col"]) == dict(roofline.DEFAULT_EXTRAS)
+    with pytest.raises(ValueError, match="'simd'"):
+        calibration.fit_extras(["simd"])
