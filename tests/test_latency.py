@@ -368,3 +368,11 @@ def test_fit_extras_adds_to_every_conv_kind_and_names_unknown_ones():
     assert calibration.fit_extras(["im2col"]) == dict(roofline.DEFAULT_EXTRAS)
     with pytest.raises(ValueError, match="'simd'"):
         calibration.fit_extras(["simd"])
+
+
+def test_calibration_config_names_an_unknown_variant():
+    from experiments import calibrate as calibrate_config
+
+    assert calibrate_config.get_config("im2col").conv_impl == "im2col"
+    with pytest.raises(ValueError, match="'fast'.*known: small"):
+        calibrate_config.get_config("small,fast")
