@@ -222,7 +222,7 @@ def fit(
     y, spread = _check_inputs(archs, latencies_ms, spreads_ms)
     cache: dict[str, roofline.Features] = {}
     feats = [
-        cache.setdefault(a.hash, roofline._device_features(a, fmt, device))
+        cache.setdefault(a.hash, roofline.device_features(a, fmt, device))
         for a in archs
     ]
     design = _Design(feats, group_of_kind, use)

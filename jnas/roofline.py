@@ -24,9 +24,13 @@ non-negative costs e_kj, for work that neither FLOPs nor tensor bytes count:
 - "vector": SIMD multiply-accumulate instructions of a GEMM-based conv whose
   output channels are packed in vectors of ``Device.channel_lanes`` lanes, then
   one half vector, then one channel at a time (Eigen's GEMM kernel, which
-  XLA's CPU convolutions use): MACs per output channel x ``_row_blocks``. A
-  7-channel conv costs about as much as a 64-channel one with 16 lanes; FLOPs
-  alone miss that (fitted for this machine by ``jnas.calibration``);
+  XLA's CPU convolutions use): MACs per output channel x ``_row_blocks``. With
+  16 lanes a 7-channel conv takes 7 instructions per step and a 64-channel one
+  4; FLOPs alone miss that (fitted for this machine by ``jnas.calibration``);
+- "unaligned": patch elements (C_in * kh * kw * H_out * W_out) of a conv whose
+  per-group input channels are not a multiple of ``Device.pack_lanes``: the
+  patch packing of Eigen's convolution (XLA CPU) then goes element by element
+  instead of by vector (0 for the others; always 0 while ``pack_lanes`` is 1);
 - "spill": bytes of the node's traffic B beyond the device's last-level cache
   (``Device.cache_bytes``), max(0, B - cache): the part that streams from DRAM
   instead of the cache (fitted for the Pi's convs, 512 KiB L2, by
@@ -323,7 +327,8 @@ def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
-def _device_features(arch: arch_lib.Arch, fmt: Any, device: Device) -> Features:
+def device_features(arch: arch_lib.Arch, fmt: Any, device: Device) -> Features:
+    """``features`` of ``arch`` with the lanes and cache of ``device``."""
     return features(
         arch, fmt, device.channel_lanes, device.cache_bytes, device.pack_lanes
     )
@@ -374,7 +379,7 @@ class Predictor:
 
     def predict(self, arch: arch_lib.Arch) -> float:
         """Returns the predicted batch-1 latency of ``arch`` in ms."""
-        times, _ = self.node_times(_device_features(arch, self.fmt, self.device))
+        times, _ = self.node_times(device_features(arch, self.fmt, self.device))
         return float(times.sum() + self.network_ms)
 
     def predict_many(self, archs: Sequence[arch_lib.Arch]) -> np.ndarray:
@@ -384,7 +389,7 @@ class Predictor:
     def breakdown(self, arch: arch_lib.Arch) -> list[tuple[str, str, float, str]]:
         """Returns (node name, kind, ms, "compute" | "memory") for every node."""
         names = [n.name for n in arch.nodes if n.op != "input"]
-        feats = _device_features(arch, self.fmt, self.device)
+        feats = device_features(arch, self.fmt, self.device)
         times, bound = self.node_times(feats)
         return [
             (name, KINDS[k], float(t), "compute" if b else "memory")
