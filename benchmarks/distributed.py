@@ -45,7 +45,9 @@ def main():
     import jax
     import numpy as np
 
-    from jnas import distributed, engine, population, spaces, train
+    from jnas import distributed, population, spaces
+    from jnas.population import engine
+    from jnas.population import step as train
 
     space, law = args.space.split(":")
     archs = [spaces.sample(space, law, i) for i in range(args.candidates)]

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas import pipeline
+from jnas.data import pipeline
 
 
 class SmallCNN(nn.Module):

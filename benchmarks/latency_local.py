@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for experiments/
 
 from experiments import calibrate as calibrate_config  # noqa: E402
-from jnas import calibration, latency  # noqa: E402
+from jnas import latency  # noqa: E402
+from jnas.latency import calibration  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from jnas import calibration, latency  # noqa: E402
+from jnas import latency  # noqa: E402
+from jnas.latency import calibration  # noqa: E402
 
 
 def main() -> None:

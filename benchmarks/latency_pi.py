@@ -34,7 +34,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from jnas import latency, latency_fit  # noqa: E402
+from jnas import latency  # noqa: E402
+from jnas.latency import fitting as latency_fit  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared/iotnets/results_RaspPi.json"
 CLEAN = 0.05  # the acceptance's "relative spread under 5%"

@@ -26,7 +26,9 @@ import time
 import jax
 import numpy as np
 
-from jnas import cost, engine, population, spaces, train
+from jnas import cost, population, spaces
+from jnas.population import engine
+from jnas.population import step as train
 
 
 def _time_steps(trainer, images, labels, steps):

@@ -8,7 +8,7 @@ The config file's docstring is the runbook (variants, remote-device round trip).
 from absl import app, flags
 from ml_collections import config_flags
 
-from jnas import calibration
+from jnas.latency import calibration
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Calibration config file.", lock_config=True

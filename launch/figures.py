@@ -9,7 +9,8 @@ writes ``DIR/figures/`` (PNG + SVG figures and summary.md), as launch.search doe
 
 from absl import app, flags
 
-from jnas import plots, results
+from jnas import report as plots
+from jnas import results
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A search's workdir.")
 flags.mark_flags_as_required(["workdir"])

@@ -8,7 +8,7 @@ The config file's docstring is the runbook; ``jnas.posttraining`` does the work.
 from absl import app, flags
 from ml_collections import config_flags
 
-from jnas import posttraining
+from jnas.search import formats as posttraining
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Format sweep config file.", lock_config=True

@@ -12,7 +12,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jnas import distributed, plots, results, search
+from jnas import distributed, results, search
+from jnas import report as plots
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -26,7 +27,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config.get("mode") == "replay":
-        from jnas import replay
+        from jnas.search import replay
 
         replay.run(config, workdir)
         return

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jnas import data, imagefolder
+from jnas import data
+from jnas.data import imagefolder
 
 SHARED_ARCHIVE = (
     Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"

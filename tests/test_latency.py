@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jnas import calibration, cost, latency, latency_fit, roofline, spaces
+from jnas import cost, latency, spaces
+from jnas.latency import calibration, roofline
+from jnas.latency import fitting as latency_fit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PI_TABLE = SHARED / "iotnets/results_RaspPi.json"
@@ -320,7 +322,7 @@ def test_calibration_and_evaluation_networks_share_every_chunk(tmp_path, monkeyp
             for i in range(len(archs))
         ]
 
-    monkeypatch.setattr(latency, "measure_many", fake_measure_many)
+    monkeypatch.setattr(latency.measurement, "measure_many", fake_measure_many)
     calib = [spaces.sample("mobilenetv2", "s6", i) for i in range(8)]
     evals = [spaces.sample("resnext", "s3", i) for i in range(16)]
     jobs = [(calib, tmp_path / "c.jsonl"), (evals, tmp_path / "e.jsonl")]

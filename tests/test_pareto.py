@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from jnas import pareto
+from jnas.report import pareto
 
 
 def _oracle_front(costs, accs):

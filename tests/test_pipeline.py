@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import pipeline
+from jnas.data import pipeline
 
 N, H, W, C = 10, 6, 6, 3
 META = types.SimpleNamespace(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jnas import pareto, plots
+from jnas import report as plots
+from jnas.report import pareto
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

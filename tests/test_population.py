@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import engine, nn, pipeline, population, spaces, train
+from jnas import nn, population, spaces
+from jnas.data import pipeline
+from jnas.population import engine
+from jnas.population import step as train
 
 STEPS = 20
 BATCH = 16

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jnas import pareto, plots, replay, results
+from jnas import report as plots
+from jnas import results
+from jnas.report import pareto
+from jnas.search import replay
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 IOTNETS = SHARED / "iotnets"

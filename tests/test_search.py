@@ -15,7 +15,8 @@ import pytest
 
 from experiments import formats as formats_config
 from experiments import quickstart
-from jnas import posttraining, precision, results, search
+from jnas import precision, results, search, spaces
+from jnas.search import formats as posttraining
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +108,7 @@ def test_narrowed_box_spans_the_best_feasible_arguments():
         for i, acc in [(0, 0.9), (1, 0.8), (2, 0.1), (3, 0.2)]
     ]  # fmt: skip
     box = search.narrowed_box(records, top_fraction=0.5, margin=0.0)[("resnext", "s3")]
-    flats = [search._flat_args(search.spaces.sampled_args("resnext", "s3", i))
+    flats = [search.loop._flat_args(spaces.sampled_args("resnext", "s3", i))
              for i in (0, 1)]  # fmt: skip
     for key, (lo, hi) in box.items():
         assert lo == min(f[key] for f in flats) - 1
@@ -195,7 +196,7 @@ def test_shipped_experiment_configs_are_valid(module, variant):
 
     config = importlib.import_module(f"experiments.{module}").get_config(variant)
     pairs = search.validate(config)
-    assert pairs and all(law in search.spaces.laws(space) for space, law in pairs)
+    assert pairs and all(law in spaces.laws(space) for space, law in pairs)
     if module == "paper":
         assert config.constraints.latency_ms == 10.0
         kinds = {"float": "float32", "half": "half", "reduced": "custom"}

@@ -19,7 +19,9 @@ import ml_collections
 from absl import logging
 
 from jnas import arch as arch_lib
-from jnas import nn, precision, results, search, train
+from jnas import nn, precision, results
+from jnas.population import step as train
+from jnas.search import loop as search
 
 FILE = "formats.jsonl"
 
@@ -49,7 +51,7 @@ def _eval_fn(arch: arch_lib.Arch):
 
 def accuracy(arch: arch_lib.Arch, variables: Any, ds, batch_size: int) -> float:
     """Accuracy of one network with the given variables on a device dataset."""
-    from jnas import pipeline
+    from jnas.data import pipeline
 
     fn = _eval_fn(arch)
     correct = count = 0

@@ -39,7 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas import distributed, nn, pipeline, population, train
+from jnas import distributed, nn
+from jnas.data import pipeline
+from jnas.population import buckets as population
+from jnas.population import step as train
 
 STRATEGIES = ("vmap", "map", "sequential")
 CONV_IMPLS = nn.nn_ops.CONV_IMPLS

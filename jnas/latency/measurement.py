@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import latency_fit, roofline, spaces
+from jnas import spaces
+from jnas.latency import fitting as latency_fit
+from jnas.latency import roofline
 
 PIN_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
 STATISTICS = ("median_ms", "mean_ms", "min_ms")

@@ -38,7 +38,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from jnas import datacache, imagefolder, tfds_source
+from jnas.data import cache as datacache
+from jnas.data import imagefolder, tfds_source
 
 SOURCES = ("auto", "tfds", "folder", "bundled")
 BUNDLED = ("digits", "fashion_mnist")

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import latency, roofline, spaces
+from jnas import spaces
+from jnas.latency import measurement as latency
+from jnas.latency import roofline
 
 MODES = ("all", "measure", "fit")
 CALIBRATION, EVALUATION = "calibration.jsonl", "evaluation.jsonl"

@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
 
-from jnas import pareto
+from jnas.report import pareto
 
 Record = Mapping[str, Any]
 FORMATS = ("float32", "half", "custom")

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import optimize
 
 from jnas import arch as arch_lib
-from jnas import roofline
+from jnas.latency import roofline
 
 _NX = len(roofline.EXTRAS)
 # Continuation in the roofline's max(): p-norms, then the max itself (inf).

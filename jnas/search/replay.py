@@ -31,9 +31,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jnas import cost, plots, results, spaces
+from jnas import cost, results, spaces
+from jnas.report import figures as plots
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _GET_DATA = (
     "get the release data files NetConfigs.json and results_RaspPi.json from "
     "https://github.com/IBM/iotnets (MIT) into ../shared/iotnets/, or point "

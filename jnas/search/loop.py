@@ -42,19 +42,10 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from jnas import arch as arch_lib
-from jnas import (
-    cost,
-    data,
-    distributed,
-    engine,
-    latency,
-    pipeline,
-    population,
-    precision,
-    results,
-    spaces,
-    train,
-)
+from jnas import cost, data, distributed, latency, population, precision, results, spaces
+from jnas.data import pipeline
+from jnas.population import engine
+from jnas.population import step as train
 
 MODES = ("random", "narrow")
 MEMORY_FORMATS = ("float32", "half", "custom")

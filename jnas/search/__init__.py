@@ -1,0 +1,60 @@
+"""The constrained search: config checks, sampling, constraints, training,
+format search and records, resumable; the replay of the release.
+
+Modules: `loop` (`run`, the paper's workflow), `formats` (post-training
+format sweeps), `replay` (the released configurations without training).
+"""
+
+from jnas.search.loop import (
+    E_GRID,
+    LATENCY_SOURCES,
+    M_GRID,
+    MEMORY_FORMATS,
+    MODES,
+    STRATEGY_CHOICES,
+    NoFeasibleCandidatesError,
+    costs,
+    feasible,
+    format_grid_by_bits,
+    format_search,
+    load_checkpoint,
+    load_data,
+    load_predictor,
+    make_recipe,
+    memory_format,
+    narrowed_box,
+    quantize_variables,
+    run,
+    sample_round,
+    satisfies,
+    save_checkpoint,
+    train_and_evaluate_bucket,
+    validate,
+)
+
+__all__ = [
+    "E_GRID",
+    "LATENCY_SOURCES",
+    "M_GRID",
+    "MEMORY_FORMATS",
+    "MODES",
+    "STRATEGY_CHOICES",
+    "NoFeasibleCandidatesError",
+    "costs",
+    "feasible",
+    "format_grid_by_bits",
+    "format_search",
+    "load_checkpoint",
+    "load_data",
+    "load_predictor",
+    "make_recipe",
+    "memory_format",
+    "narrowed_box",
+    "quantize_variables",
+    "run",
+    "sample_round",
+    "satisfies",
+    "save_checkpoint",
+    "train_and_evaluate_bucket",
+    "validate",
+]
