@@ -69,9 +69,11 @@ def main():
         k *= 2
     if n >= 4:
         meshes.append((n // 2, 2))
-    print(f"backend={jax.default_backend()} local devices={n} "
-          f"host cores={os.cpu_count()} bucket={bucket.size} x {args.space} "
-          f"strategy={args.strategy}/{args.conv_impl} batch={args.batch}")  # fmt: skip
+    print(
+        f"backend={jax.default_backend()} local devices={n} "
+        f"host cores={os.cpu_count()} bucket={bucket.size} x {args.space} "
+        f"strategy={args.strategy}/{args.conv_impl} batch={args.batch}"
+    )
     base = None
     for cand, data in meshes:
         mesh = None if cand * data == 1 else distributed.make_mesh(cand, data)
@@ -84,9 +86,14 @@ def main():
             )
             padded = distributed.padded_size(bucket.size, mesh)
         trainer = engine.BucketTrainer(
-            bucket, recipe, keys=keys, lrs=[0.01] * bucket.size,
-            strategy=args.strategy, conv_impl=args.conv_impl, mesh=mesh,
-        )  # fmt: skip
+            bucket,
+            recipe,
+            keys=keys,
+            lrs=[0.01] * bucket.size,
+            strategy=args.strategy,
+            conv_impl=args.conv_impl,
+            mesh=mesh,
+        )
         start = time.perf_counter()
         jax.block_until_ready(trainer.step(images, labels))
         compile_s = time.perf_counter() - start

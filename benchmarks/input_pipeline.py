@@ -136,18 +136,28 @@ def main(argv=None) -> int:
 
     ratio = t_pipe / t_step
     device = jax.devices()[0]
-    print(f"device: {device.platform} {device.device_kind}; jax {jax.__version__}; "
-          f"{platform.processor() or platform.machine()}")
-    print("data: synthetic uint8 50,000 x 32 x 32 x 3"
-          if args.num_examples == 50_000
-          else f"data: synthetic uint8 {args.num_examples} x 32 x 32 x 3")
+    print(
+        f"device: {device.platform} {device.device_kind}; jax {jax.__version__}; "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        "data: synthetic uint8 50,000 x 32 x 32 x 3"
+        if args.num_examples == 50_000
+        else f"data: synthetic uint8 {args.num_examples} x 32 x 32 x 3"
+    )
     print(f"batch size {bs}, {args.steps} iterations x 5 runs (median)")
-    print(f"pipeline (gather+crop+flip+normalise+shuffle): {t_pipe * 1e3:8.3f} ms/batch"
-          f"  = {1 / t_pipe:9.0f} batches/s")
-    print(f"train step (small CNN fwd+bwd+SGD):           {t_step * 1e3:8.3f} ms/step"
-          f"  = {1 / t_step:9.0f} steps/s")
-    print(f"train step with the pipeline fused in:        {t_fused * 1e3:8.3f} ms/step"
-          f"  (marginal pipeline cost {(t_fused - t_step) * 1e3:+.3f} ms)")
+    print(
+        f"pipeline (gather+crop+flip+normalise+shuffle): {t_pipe * 1e3:8.3f} ms/batch"
+        f"  = {1 / t_pipe:9.0f} batches/s"
+    )
+    print(
+        f"train step (small CNN fwd+bwd+SGD):           {t_step * 1e3:8.3f} ms/step"
+        f"  = {1 / t_step:9.0f} steps/s"
+    )
+    print(
+        f"train step with the pipeline fused in:        {t_fused * 1e3:8.3f} ms/step"
+        f"  (marginal pipeline cost {(t_fused - t_step) * 1e3:+.3f} ms)"
+    )
     verdict = "OK" if ratio < 0.10 else "MISSED"
     print(f"pipeline / step = {ratio:.1%} (target < 10%): {verdict}")
     return 0 if ratio < 0.10 else 1

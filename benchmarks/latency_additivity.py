@@ -89,8 +89,17 @@ def main() -> None:
             kh, kw = node.attr("kernel")
             ph, pw = node.attr("padding")
             h, w, c_in = shapes[node.inputs[0]]
-            key = (c_in, shapes[node.name][-1], kh, kw, h, w, (ph, ph, pw, pw),
-                   tuple(node.attr("stride")), arch.groups(node))  # fmt: skip
+            key = (
+                c_in,
+                shapes[node.name][-1],
+                kh,
+                kw,
+                h,
+                w,
+                (ph, ph, pw, pw),
+                tuple(node.attr("stride")),
+                arch.groups(node),
+            )
             total += conv_ms(key)
             count += 1
         rows.append((e.latency_ms, total, count))

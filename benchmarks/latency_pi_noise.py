@@ -107,8 +107,12 @@ def main() -> None:
     x = design(struct)
     print("2. PNASNet, structural model (12 coefficients) fitted in-sample to the")
     print("   low-spread rows away from a 10 ms tick; share within 10% / 5%:")
-    for name, laws in (("s1", ["s1"]), ("s2", ["s2"]), ("s3", ["s3"]),
-                       ("s1-s3", ["s1", "s2", "s3"])):  # fmt: skip
+    for name, laws in (
+        ("s1", ["s1"]),
+        ("s2", ["s2"]),
+        ("s3", ["s3"]),
+        ("s1-s3", ["s1", "s2", "s3"]),
+    ):
         sel = rows & np.isin(law, laws)
         fit = sel & clean & ~pinned
         p = x @ relative_fit(x[fit], y[fit])

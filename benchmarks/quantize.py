@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         quantize = lambda v, fmt=fmt: precision.quantize(v, fmt)  # noqa: E731
         narrow, wide = np.empty(n, dtype), np.empty(n, np.float32)
 
-        def ml_steady():
+        def ml_steady(narrow=narrow, wide=wide):
             np.copyto(narrow, host, casting="unsafe")
             np.copyto(wide, narrow, casting="unsafe")
 
@@ -117,9 +117,9 @@ def main(argv=None) -> int:
             ),
             (
                 "fresh",
-                _time(lambda: q_fresh(x).block_until_ready(), repeats),
+                _time(lambda q_fresh=q_fresh: q_fresh(x).block_until_ready(), repeats),
                 _time(
-                    lambda: host.astype(dtype).astype(np.float32),
+                    lambda dtype=dtype: host.astype(dtype).astype(np.float32),
                     max(3, repeats // 4),
                 ),
                 t_ref_fresh,

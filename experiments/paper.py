@@ -34,10 +34,16 @@ def get_config(arg: str | None = "half"):
     """Returns the paper config; ``arg`` is "float", "half" or "reduced"."""
     c = quickstart.get_config()
     c.search.spaces = [
-        "probenet_s:s1", "probenet_s:s2", "resnet:s5", "resnext:s3",
-        "mobilenetv2:s5", "mobilenetv2:s6", "densenet:s3", "pnasnet:s3",
+        "probenet_s:s1",
+        "probenet_s:s2",
+        "resnet:s5",
+        "resnext:s3",
+        "mobilenetv2:s5",
+        "mobilenetv2:s6",
+        "densenet:s3",
+        "pnasnet:s3",
         "googlenet:s6",
-    ]  # fmt: skip
+    ]
     c.search.candidates_per_round = 1000
     c.constraints.memory_bytes = 32 * 1024
     c.constraints.latency_ms = 10.0

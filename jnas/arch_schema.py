@@ -285,8 +285,10 @@ def infer_shapes(nodes: Sequence[Any], input_shape: Shape) -> dict[str, Shape]:
                     "(nodes must be in topological order)"
                 )
         used.update(node.inputs)
-        shape = input_shape if node.op == "input" else _infer(
-            node, [shapes[src] for src in node.inputs]
+        shape = (
+            input_shape
+            if node.op == "input"
+            else _infer(node, [shapes[src] for src in node.inputs])
         )
         shapes[node.name] = shape
     dangling = [n.name for n in nodes[:-1] if n.name not in used]

@@ -98,9 +98,11 @@ def initialize(config: Any) -> bool:
     )
     logging.info(
         "jax.distributed: process %d of %d, %d local devices, %d in all",
-        jax.process_index(), jax.process_count(),
-        jax.local_device_count(), jax.device_count(),
-    )  # fmt: skip
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True
 
 
@@ -146,9 +148,11 @@ def mesh_from_config(config: Any) -> Mesh | None:
         return None
     logging.info(
         "mesh: candidates=%d data=%d over %d local devices (%s)",
-        mesh.shape[CANDIDATES], mesh.shape[DATA], jax.local_device_count(),
+        mesh.shape[CANDIDATES],
+        mesh.shape[DATA],
+        jax.local_device_count(),
         jax.default_backend(),
-    )  # fmt: skip
+    )
     return mesh
 
 

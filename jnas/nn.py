@@ -299,8 +299,10 @@ def create_model(
         raise ValueError(
             f"conv_impl={conv_impl!r} is not one of {', '.join(nn_ops.CONV_IMPLS)}"
         )
-    fmts = [None if f is None else precision.as_format(f)
-            for f in (weight_format, activation_format)]  # fmt: skip
+    fmts = [
+        None if f is None else precision.as_format(f)
+        for f in (weight_format, activation_format)
+    ]
     return Net(arch, fmts[0], fmts[1], rounding, dtype, param_dtype, conv_impl)
 
 

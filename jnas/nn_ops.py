@@ -68,8 +68,10 @@ def weight_shapes(arch: arch_lib.Arch) -> dict[str, tuple[tuple[int, ...], bool]
             c_in = arch.shapes[node.inputs[0]][-1]
             kh, kw = node.attr("kernel")
             groups = arch.groups(node)
-            out[node.name] = ((kh, kw, c_in // groups, node.attr("out_channels")),
-                              node.attr("bias"))  # fmt: skip
+            out[node.name] = (
+                (kh, kw, c_in // groups, node.attr("out_channels")),
+                node.attr("bias"),
+            )
         elif node.op == "linear":
             n_in = arch.shapes[node.inputs[0]][0]
             out[node.name] = ((n_in, node.attr("out_features")), node.attr("bias"))

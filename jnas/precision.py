@@ -314,9 +314,7 @@ def _round_bits(x, rbits, fmt: FloatFormat, rounding: str, carrier: _Carrier):
         # about twice as fast as the general one below.
         normal = _round_fixed_shift(a, cm - fmt.mantissa_bits, rounding, rbits)
         quantum = 2.0 ** (emin_t - fmt.mantissa_bits)
-        scaled = jax.lax.bitcast_convert_type(a, jnp.float32) * np.float32(
-            1 / quantum
-        )
+        scaled = jax.lax.bitcast_convert_type(a, jnp.float32) * np.float32(1 / quantum)
         if rounding == "nearest_even":
             k = jax.lax.round(scaled, jax.lax.RoundingMethod.TO_NEAREST_EVEN)
         else:

@@ -15,36 +15,67 @@ def tiny_arch() -> arch.Arch:
     multiplier, rectangular kernels and strides, padded max pool with floor,
     concat order, flatten of a 2x2 map."""
     n = arch.Node
-    return arch.Arch((
-        n("input", "input"),
-        # floor((7 + 2 - 3) / 2) + 1 = 4
-        n("c1", "conv", ("input",), {"out_channels": 6, "kernel": 3, "stride": 2,
-                                     "padding": 1, "groups": 2, "bias": True}),
-        n("c2", "conv", ("c1",), {"out_channels": 12, "kernel": (3, 1),
-                                  "padding": (1, 0), "groups": "depthwise"}),
-        n("bn", "batchnorm", ("c2",)),
-        # floor((4 + 2 - 3) / 2) + 1 = 2; negative inputs, so -inf padding matters
-        n("mp", "maxpool", ("bn",), {"kernel": 3, "stride": 2, "padding": 1}),
-        n("r", "relu", ("c1",)),
-        n("ap", "avgpool", ("r",), {"kernel": (2, 3), "stride": (2, 1)}),
-        n("c3", "conv", ("ap",), {"out_channels": 12, "kernel": 1}),
-        n("sum", "add", ("mp", "c3")),
-        n("cat", "concat", ("sum", "ap")),
-        n("flat", "flatten", ("cat",)),
-        n("fc", "linear", ("flat",), {"out_features": 10}),
-    ), input_shape=(7, 7, 4))  # fmt: skip
+    return arch.Arch(
+        (
+            n("input", "input"),
+            # floor((7 + 2 - 3) / 2) + 1 = 4
+            n(
+                "c1",
+                "conv",
+                ("input",),
+                {
+                    "out_channels": 6,
+                    "kernel": 3,
+                    "stride": 2,
+                    "padding": 1,
+                    "groups": 2,
+                    "bias": True,
+                },
+            ),
+            n(
+                "c2",
+                "conv",
+                ("c1",),
+                {
+                    "out_channels": 12,
+                    "kernel": (3, 1),
+                    "padding": (1, 0),
+                    "groups": "depthwise",
+                },
+            ),
+            n("bn", "batchnorm", ("c2",)),
+            # floor((4 + 2 - 3) / 2) + 1 = 2; negative inputs, so -inf padding matters
+            n("mp", "maxpool", ("bn",), {"kernel": 3, "stride": 2, "padding": 1}),
+            n("r", "relu", ("c1",)),
+            n("ap", "avgpool", ("r",), {"kernel": (2, 3), "stride": (2, 1)}),
+            n("c3", "conv", ("ap",), {"out_channels": 12, "kernel": 1}),
+            n("sum", "add", ("mp", "c3")),
+            n("cat", "concat", ("sum", "ap")),
+            n("flat", "flatten", ("cat",)),
+            n("fc", "linear", ("flat",), {"out_features": 10}),
+        ),
+        input_shape=(7, 7, 4),
+    )
 
 
 def conv_bn_arch(momentum: float = 0.1) -> arch.Arch:
     """input 4x4x3 -> conv 3x3 -> BN -> flatten -> linear."""
     n = arch.Node
-    return arch.Arch((
-        n("input", "input"),
-        n("conv", "conv", ("input",), {"out_channels": 5, "kernel": 3, "padding": 1}),
-        n("bn", "batchnorm", ("conv",), {"momentum": momentum}),
-        n("flat", "flatten", ("bn",)),
-        n("fc", "linear", ("flat",), {"out_features": 10}),
-    ), input_shape=(4, 4, 3))  # fmt: skip
+    return arch.Arch(
+        (
+            n("input", "input"),
+            n(
+                "conv",
+                "conv",
+                ("input",),
+                {"out_channels": 5, "kernel": 3, "padding": 1},
+            ),
+            n("bn", "batchnorm", ("conv",), {"momentum": momentum}),
+            n("flat", "flatten", ("bn",)),
+            n("fc", "linear", ("flat",), {"out_features": 10}),
+        ),
+        input_shape=(4, 4, 3),
+    )
 
 
 def random_variables(variables, seed: int):
@@ -78,8 +109,12 @@ def _conv(x, w, b, stride, padding, groups):
         g = co // c_out_g
         for i in range(ho):
             for j in range(wo):
-                patch = xp[:, g * c_in_g : (g + 1) * c_in_g,
-                           i * sh : i * sh + kh, j * sw : j * sw + kw]  # fmt: skip
+                patch = xp[
+                    :,
+                    g * c_in_g : (g + 1) * c_in_g,
+                    i * sh : i * sh + kh,
+                    j * sw : j * sw + kw,
+                ]
                 out[:, co, i, j] = np.sum(patch * w[co], axis=(1, 2, 3))
     return out if b is None else out + b[None, :, None, None]
 
@@ -110,8 +145,14 @@ def forward(net: arch.Arch, variables, x_nhwc) -> dict:
             y = np.transpose(np.asarray(x_nhwc, np.float64), (0, 3, 1, 2))
         elif node.op == "conv":
             w = np.transpose(p["kernel"], (3, 2, 0, 1)).astype(np.float64)  # HWIO->OIHW
-            y = _conv(ins[0], w, p.get("bias"), node.attr("stride"),
-                      node.attr("padding"), net.groups(node))  # fmt: skip
+            y = _conv(
+                ins[0],
+                w,
+                p.get("bias"),
+                node.attr("stride"),
+                node.attr("padding"),
+                net.groups(node),
+            )
         elif node.op == "batchnorm":
             s = stats[node.name]
             shape = (1, -1, 1, 1)
@@ -121,11 +162,21 @@ def forward(net: arch.Arch, variables, x_nhwc) -> dict:
         elif node.op == "relu":
             y = np.maximum(ins[0], 0.0)
         elif node.op == "maxpool":
-            y = _pool(ins[0], node.attr("kernel"), node.attr("stride"),
-                      node.attr("padding"), lambda v: v.max(axis=(2, 3)))  # fmt: skip
+            y = _pool(
+                ins[0],
+                node.attr("kernel"),
+                node.attr("stride"),
+                node.attr("padding"),
+                lambda v: v.max(axis=(2, 3)),
+            )
         elif node.op == "avgpool":
-            y = _pool(ins[0], node.attr("kernel"), node.attr("stride"), (0, 0),
-                      lambda v: v.mean(axis=(2, 3)))  # fmt: skip
+            y = _pool(
+                ins[0],
+                node.attr("kernel"),
+                node.attr("stride"),
+                (0, 0),
+                lambda v: v.mean(axis=(2, 3)),
+            )
         elif node.op == "add":
             y = sum(ins)
         elif node.op == "concat":
@@ -135,5 +186,6 @@ def forward(net: arch.Arch, variables, x_nhwc) -> dict:
         elif node.op == "linear":
             y = ins[0] @ p["kernel"].astype(np.float64) + p["bias"]  # = x W^T + b
         vals[node.name] = y
-    return {k: np.transpose(v, (0, 2, 3, 1)) if v.ndim == 4 else v
-            for k, v in vals.items()}  # fmt: skip
+    return {
+        k: np.transpose(v, (0, 2, 3, 1)) if v.ndim == 4 else v for k, v in vals.items()
+    }

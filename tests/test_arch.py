@@ -12,8 +12,9 @@ PROBENET_S2_0_HASH = "ebf0b456f2d379f72b0acccbbee4208e780d166afd1c20fbd243cfaf02
 
 
 def _net(*body, input_shape=(8, 8, 3), num_classes=10, meta=()):
-    return arch.Arch((arch.Node("input", "input"), *body), input_shape, num_classes,
-                     meta)  # fmt: skip
+    return arch.Arch(
+        (arch.Node("input", "input"), *body), input_shape, num_classes, meta
+    )
 
 
 def _head(x, prefix="h"):
@@ -40,13 +41,17 @@ def test_node_normalises_attributes():
 
 def test_shapes_are_inferred_hwc():
     net = _net(
-        arch.Node("c", "conv", ("input",), {"out_channels": 6, "kernel": (3, 1),
-                  "stride": (2, 1), "padding": (1, 0)}),
+        arch.Node(
+            "c",
+            "conv",
+            ("input",),
+            {"out_channels": 6, "kernel": (3, 1), "stride": (2, 1), "padding": (1, 0)},
+        ),
         arch.Node("p", "maxpool", ("c",), {"kernel": 3, "stride": 1, "padding": 1}),
         arch.Node("cat", "concat", ("p", "c")),
         arch.Node("f", "flatten", ("cat",)),
         arch.Node("fc", "linear", ("f",), {"out_features": 10}),
-    )  # fmt: skip
+    )
     assert net.shapes["c"] == (4, 8, 6)
     assert net.shapes["p"] == (4, 8, 6)
     assert net.shapes["cat"] == (4, 8, 12)
@@ -56,40 +61,79 @@ def test_shapes_are_inferred_hwc():
 
 def test_input_shape_is_configurable():
     net = spaces.sample("probenet_s", "s1", 0)
-    big = arch.Arch(net.nodes[:-2] + (
-        arch.Node("gap", "avgpool", (net.nodes[-3].name,), {"kernel": 8}),
-        arch.Node("head.flatten", "flatten", ("gap",)),
-        arch.Node("head.linear", "linear", ("head.flatten",), {"out_features": 10}),
-    ), input_shape=(64, 64, 3))  # fmt: skip
+    big = arch.Arch(
+        net.nodes[:-2]
+        + (
+            arch.Node("gap", "avgpool", (net.nodes[-3].name,), {"kernel": 8}),
+            arch.Node("head.flatten", "flatten", ("gap",)),
+            arch.Node("head.linear", "linear", ("head.flatten",), {"out_features": 10}),
+        ),
+        input_shape=(64, 64, 3),
+    )
     assert big.shapes[net.nodes[-3].name] == (8, 8, 25)
 
 
 @pytest.mark.parametrize(
     "body, message",
     [
-        ((arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 1,
-          "groups": 2}),), "divisible by groups"),
-        ((arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 1}),
-          arch.Node("a", "add", ("c", "input"))), "different shapes"),
-        ((arch.Node("p", "maxpool", ("input",), {"kernel": 2}),
-          arch.Node("a", "concat", ("p", "input"))), "spatial size"),
-        ((arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 9}),),
-         "larger than the padded input"),
-        ((arch.Node("p", "maxpool", ("input",), {"kernel": 2, "padding": 2}),),
-         "exceeds half the kernel"),
-        ((arch.Node("l", "linear", ("input",), {"out_features": 10}),),
-         "flat"),
+        (
+            (
+                arch.Node(
+                    "c",
+                    "conv",
+                    ("input",),
+                    {"out_channels": 4, "kernel": 1, "groups": 2},
+                ),
+            ),
+            "divisible by groups",
+        ),
+        (
+            (
+                arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 1}),
+                arch.Node("a", "add", ("c", "input")),
+            ),
+            "different shapes",
+        ),
+        (
+            (
+                arch.Node("p", "maxpool", ("input",), {"kernel": 2}),
+                arch.Node("a", "concat", ("p", "input")),
+            ),
+            "spatial size",
+        ),
+        (
+            (arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 9}),),
+            "larger than the padded input",
+        ),
+        (
+            (arch.Node("p", "maxpool", ("input",), {"kernel": 2, "padding": 2}),),
+            "exceeds half the kernel",
+        ),
+        ((arch.Node("l", "linear", ("input",), {"out_features": 10}),), "flat"),
         ((arch.Node("r", "relu", ("later",)),), "not an earlier node"),
-        ((arch.Node("r", "relu", ("input",)), arch.Node("r", "relu", ("r",))),
-         "duplicate"),
-        ((arch.Node("r", "relu", ("input",)), arch.Node("s", "relu", ("input",))),
-         "never consumed"),
+        (
+            (arch.Node("r", "relu", ("input",)), arch.Node("r", "relu", ("r",))),
+            "duplicate",
+        ),
+        (
+            (arch.Node("r", "relu", ("input",)), arch.Node("s", "relu", ("input",))),
+            "never consumed",
+        ),
         ((arch.Node("r", "relu", ("input",)),), "expected (10,)"),
         ((arch.Node("x", "input"),), "only the first node"),
-        ((arch.Node("c", "conv", ("input",), {"out_channels": 4, "kernel": 1,
-          "groups": "depthwise"}),), "divisible by groups 3"),
+        (
+            (
+                arch.Node(
+                    "c",
+                    "conv",
+                    ("input",),
+                    {"out_channels": 4, "kernel": 1, "groups": "depthwise"},
+                ),
+            ),
+            "divisible by groups 3",
+        ),
     ],
-)  # fmt: skip
+)
 def test_inconsistent_graphs_raise(body, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         _net(*body)
@@ -101,13 +145,25 @@ def test_inconsistent_graphs_raise(body, message):
         ("conv2d", {}, ("input",), "unknown op 'conv2d'; allowed: input, conv"),
         (["conv"], {}, ("input",), r"unknown op \['conv'\]"),
         ("conv", {"out_channels": 4}, ("input",), "'kernel' is required"),
-        ("conv", {"out_channels": 4, "kernel": 1, "dilation": 2}, ("input",),
-         "unknown attribute 'dilation'; allowed: out_channels"),
-        ("conv", {"out_channels": 4, "kernel": 1, "groups": "dw"}, ("input",),
-         "positive int or 'depthwise'"),
+        (
+            "conv",
+            {"out_channels": 4, "kernel": 1, "dilation": 2},
+            ("input",),
+            "unknown attribute 'dilation'; allowed: out_channels",
+        ),
+        (
+            "conv",
+            {"out_channels": 4, "kernel": 1, "groups": "dw"},
+            ("input",),
+            "positive int or 'depthwise'",
+        ),
         ("conv", {"out_channels": True, "kernel": 1}, ("input",), "must be an int"),
-        ("conv", {"out_channels": 0, "kernel": 1}, ("input",),
-         "'out_channels' must be >= 1; got 0"),
+        (
+            "conv",
+            {"out_channels": 0, "kernel": 1},
+            ("input",),
+            "'out_channels' must be >= 1; got 0",
+        ),
         ("conv", {"out_channels": 4, "kernel": (1, 2, 3)}, ("input",), "a pair"),
         ("relu", {"counted": 1}, ("input",), "true or false"),
         ("flatten", {"order": "hwc"}, ("input",), "must be 'chw'"),
@@ -115,7 +171,7 @@ def test_inconsistent_graphs_raise(body, message):
         ("add", {}, ("input",), "at least 2"),
         ("relu", {}, ("input", "input"), "takes 1 input"),
     ],
-)  # fmt: skip
+)
 def test_bad_nodes_raise(op, attrs, inputs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         arch.Node("n", op, inputs, attrs)
@@ -133,9 +189,15 @@ def test_bad_arch_fields_raise():
         arch.Arch(body)
 
 
-ROUTES = [("mobilenetv2", "s1", 0), ("densenet", "s3", 0), ("googlenet", "s3", 0),
-          ("pnasnet", "s2", 0), ("resnext", "s1", 1), ("resnet", "s4", 0),
-          ("probenet_s", "s0", 0)]  # fmt: skip
+ROUTES = [
+    ("mobilenetv2", "s1", 0),
+    ("densenet", "s3", 0),
+    ("googlenet", "s3", 0),
+    ("pnasnet", "s2", 0),
+    ("resnext", "s1", 1),
+    ("resnet", "s4", 0),
+    ("probenet_s", "s0", 0),
+]
 
 
 @pytest.mark.parametrize("key", ROUTES, ids=str)
@@ -152,8 +214,10 @@ def test_json_round_trips_exactly(key):
 
 
 def test_json_keeps_float_attributes_exact():
-    net = _net(arch.Node("b", "batchnorm", ("input",), {"eps": 1.1e-5,
-               "momentum": 0.3}), *_head("b"))  # fmt: skip
+    net = _net(
+        arch.Node("b", "batchnorm", ("input",), {"eps": 1.1e-5, "momentum": 0.3}),
+        *_head("b"),
+    )
     back = arch.Arch.from_json(net.to_json())
     assert back.node("b").attr("eps") == 1.1e-5
     assert back.node("b").attr("momentum") == 0.3
@@ -180,15 +244,21 @@ def _mutate(fn):
         (_mutate(lambda d: d["nodes"][1].update(x=1)), r"nodes\[1\]: unknown field"),
         (_mutate(lambda d: d["nodes"][1].update(inputs="input")), "'inputs' must be"),
         (_mutate(lambda d: d["nodes"][1].update(attrs=[])), "'attrs' must be"),
-        (_mutate(lambda d: d["nodes"][1]["attrs"].update(kernel=[3, 3, 3])),
-         r"nodes\[1\]: node 'layer0.conv' \(conv\): attribute 'kernel'"),
-        (_mutate(lambda d: d["nodes"][1]["attrs"].update(out_channels=-1)),
-         "attribute 'out_channels' must be >= 1"),
-        (_mutate(lambda d: d["nodes"][2].update(inputs=["nowhere"])),
-         "input 'nowhere' is not an earlier node"),
+        (
+            _mutate(lambda d: d["nodes"][1]["attrs"].update(kernel=[3, 3, 3])),
+            r"nodes\[1\]: node 'layer0.conv' \(conv\): attribute 'kernel'",
+        ),
+        (
+            _mutate(lambda d: d["nodes"][1]["attrs"].update(out_channels=-1)),
+            "attribute 'out_channels' must be >= 1",
+        ),
+        (
+            _mutate(lambda d: d["nodes"][2].update(inputs=["nowhere"])),
+            "input 'nowhere' is not an earlier node",
+        ),
         (_mutate(lambda d: d.update(num_classes=11)), "expected \\(11,\\)"),
     ],
-)  # fmt: skip
+)
 def test_malformed_json_names_the_field(text, message):
     with pytest.raises(ValueError, match=message):
         arch.Arch.from_json(text)

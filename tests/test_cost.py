@@ -11,16 +11,19 @@ from jnas import arch, cost, precision, spaces
 def _skip_net():
     """input 4x4x2 -> conv -> relu -> conv -> add(conv1) -> pool -> linear."""
     n = arch.Node
-    return arch.Arch((
-        n("input", "input"),
-        n("c1", "conv", ("input",), {"out_channels": 4, "kernel": 1}),
-        n("r", "relu", ("c1",)),
-        n("c2", "conv", ("r",), {"out_channels": 4, "kernel": 3, "padding": 1}),
-        n("s", "add", ("c2", "c1")),
-        n("p", "avgpool", ("s",), {"kernel": 4}),
-        n("f", "flatten", ("p",)),
-        n("fc", "linear", ("f",), {"out_features": 10}),
-    ), input_shape=(4, 4, 2))  # fmt: skip
+    return arch.Arch(
+        (
+            n("input", "input"),
+            n("c1", "conv", ("input",), {"out_channels": 4, "kernel": 1}),
+            n("r", "relu", ("c1",)),
+            n("c2", "conv", ("r",), {"out_channels": 4, "kernel": 3, "padding": 1}),
+            n("s", "add", ("c2", "c1")),
+            n("p", "avgpool", ("s",), {"kernel": 4}),
+            n("f", "flatten", ("p",)),
+            n("fc", "linear", ("f",), {"out_features": 10}),
+        ),
+        input_shape=(4, 4, 2),
+    )
 
 
 def test_node_costs_of_a_small_graph():
@@ -49,12 +52,15 @@ def test_peak_activation_bytes_of_a_small_graph(fmt, expected):
 
 def test_peak_activation_includes_the_input_and_each_tensor_rounds_up():
     n = arch.Node
-    net = arch.Arch((
-        n("input", "input"),
-        n("p", "maxpool", ("input",), {"kernel": 2}),
-        n("f", "flatten", ("p",)),
-        n("fc", "linear", ("f",), {"out_features": 10}),
-    ), input_shape=(2, 2, 3))  # fmt: skip
+    net = arch.Arch(
+        (
+            n("input", "input"),
+            n("p", "maxpool", ("input",), {"kernel": 2}),
+            n("f", "flatten", ("p",)),
+            n("fc", "linear", ("f",), {"out_features": 10}),
+        ),
+        input_shape=(2, 2, 3),
+    )
     # input 12 values + pooled 3 values live together; 5 bits: 8 + 2 bytes
     assert cost.peak_activation_bytes(net, precision.FloatFormat(2, 2)) == 10
 
@@ -132,7 +138,7 @@ def test_trainable_and_macs():
         (("densenet", "s3", 0), "block0.layer0.concat", "concat"),
         (("resnet", "s1", 0), "head.linear", "linear"),
     ],
-)  # fmt: skip
+)
 def test_node_kinds(key, name, kind):
     costs = {c.name: c for c in cost.node_costs(spaces.sample(*key))}
     assert costs[name].kind == kind

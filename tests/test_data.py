@@ -24,9 +24,17 @@ SHARED_ARCHIVE = (
     Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 )
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -230,10 +238,16 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes = b"", **attrs) -> None
         ("ds/train/cat/../../../../escape.png", {}, "contains '..'"),
         ("../escape.png", {}, "contains '..'"),
         ("/tmp/escape.png", {}, "absolute path"),
-        ("ds/train/cat/link.png", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"},
-         "is a link"),
-        ("ds/train/cat/hard.png", {"type": tarfile.LNKTYPE, "linkname": "../../x.png"},
-         "is a link"),
+        (
+            "ds/train/cat/link.png",
+            {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"},
+            "is a link",
+        ),
+        (
+            "ds/train/cat/hard.png",
+            {"type": tarfile.LNKTYPE, "linkname": "../../x.png"},
+            "is a link",
+        ),
         ("ds/train/cat/dev.png", {"type": tarfile.CHRTYPE}, "is a special file"),
         ("ds/train/cat/fifo.png", {"type": tarfile.FIFOTYPE}, "is a special file"),
         ("other/train/cat/outside.png", {}, "outside the archive root 'ds'"),
@@ -321,8 +335,9 @@ def _prepare_tiny_tfds(data_dir: Path) -> dict:
     tfds = pytest.importorskip("tensorflow_datasets")
     rng = np.random.default_rng(1)
     examples = {
-        split: [(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), i % 3)
-                for i in range(n)]
+        split: [
+            (rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), i % 3) for i in range(n)
+        ]
         for split, n in (("train", 6), ("test", 3))
     }
 
@@ -330,10 +345,12 @@ def _prepare_tiny_tfds(data_dir: Path) -> dict:
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            features = tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(4, 4, 3), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(names=["c", "a", "b"]),
-            })
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(4, 4, 3), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(names=["c", "a", "b"]),
+                }
+            )
             return tfds.core.DatasetInfo(
                 builder=self, features=features, supervised_keys=("image", "label")
             )
@@ -354,13 +371,18 @@ def test_prepared_tfds_dataset_is_read_and_cached(tmp_path):
     examples = _prepare_tiny_tfds(tmp_path / "tfds")
     for source in ("tfds", "auto"):
         images, labels, meta = data.load(
-            "jnas_tiny_test", "test", source=source, data_dir=tmp_path / "tfds",
+            "jnas_tiny_test",
+            "test",
+            source=source,
+            data_dir=tmp_path / "tfds",
             cache_dir=tmp_path / "cache",
         )
         assert meta.source == "tfds" and meta.class_names == ("c", "a", "b")
         assert meta.from_cache == (source == "auto")
         # tfds shuffles examples on disk; compare as sets of (image, label).
-        got = sorted((im.tobytes(), int(lb)) for im, lb in zip(images, labels))
+        got = sorted(
+            (im.tobytes(), int(lb)) for im, lb in zip(images, labels, strict=True)
+        )
         want = sorted((im.tobytes(), lb) for im, lb in examples["test"])
         assert got == want
         train = np.stack([im for im, _ in examples["train"]])
@@ -386,10 +408,11 @@ def test_digits_split_and_fitting(empty_tfds):
     raw_x = np.round(raw.images * (255 / 16)).astype(np.uint8)
 
     def as_set(x, y):
-        return sorted((im.tobytes(), int(lb)) for im, lb in zip(x, y))
+        return sorted((im.tobytes(), int(lb)) for im, lb in zip(x, y, strict=True))
 
-    both = as_set(np.concatenate([train_x, test_x])[..., 0], np.concatenate(
-        [train_y, test_y]))
+    both = as_set(
+        np.concatenate([train_x, test_x])[..., 0], np.concatenate([train_y, test_y])
+    )
     assert both == as_set(raw_x, raw.target)
     assert data.load("digits", "test")[0].tobytes() == test_x.tobytes()  # seeded
     for fit in ("pad", "resize"):
@@ -461,7 +484,9 @@ PINNED_SEED3 = [12, 14, 22, 29, 30, 33]
 def test_load_train_val_test_keeps_test_apart(empty_tfds):
     splits, meta = data.load_train_val_test("digits", num_val=100, seed=0)
     assert {k: len(v[1]) for k, v in splits.items()} == {
-        "train": 1338, "val": 100, "test": 359
+        "train": 1338,
+        "val": 100,
+        "test": 359,
     }
     full_train, _, _ = data.load("digits", "train")
     assert meta.mean == data.channel_stats(full_train)[0]

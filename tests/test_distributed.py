@@ -38,12 +38,22 @@ def _launch(workdir, cache, *flags, devices=1) -> subprocess.Popen:
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     cmd = [
-        sys.executable, "-m", "launch.search",
-        "--config=experiments/quickstart.py:tiny", f"--workdir={workdir}",
-        f"--config.compilation_cache={cache}", *flags,
-    ]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+        sys.executable,
+        "-m",
+        "launch.search",
+        "--config=experiments/quickstart.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.compilation_cache={cache}",
+        *flags,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(*procs) -> list[str]:

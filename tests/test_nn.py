@@ -20,9 +20,15 @@ try:  # tests/ is put on sys.path by pytest's default (prepend) import mode
 except ImportError:  # pragma: no cover - if tests/ becomes a package
     from tests import nn_oracle
 
-SMALLEST_LAW = {"mobilenetv2": "s6", "resnet": "s5", "resnext": "s3",
-                "densenet": "s3", "googlenet": "s6", "pnasnet": "s3",
-                "probenet_s": "s2"}  # fmt: skip
+SMALLEST_LAW = {
+    "mobilenetv2": "s6",
+    "resnet": "s5",
+    "resnext": "s3",
+    "densenet": "s3",
+    "googlenet": "s6",
+    "pnasnet": "s3",
+    "probenet_s": "s2",
+}
 # As the test vectors of search-spaces.md 12.1: id 0 of every law, id 1 of the
 # first (largest) law. Counted through jax.eval_shape: s1 networks are big.
 COUNT_CASES = [
@@ -169,8 +175,10 @@ def test_xla_flops_agree_with_the_cost_model(space, record_property):
     flops, macs = analysis["flops"], cost.macs(net)
     ratio = flops / macs
     record_property("xla_flops_over_macs", round(ratio, 4))
-    print(f"{space} {SMALLEST_LAW[space]} id 0: macs={macs} xla_flops={flops:.0f} "
-          f"ratio={ratio:.4f}")  # fmt: skip
+    print(
+        f"{space} {SMALLEST_LAW[space]} id 0: macs={macs} xla_flops={flops:.0f} "
+        f"ratio={ratio:.4f}"
+    )
     valid = _valid_macs(net)
     assert 2 * valid <= flops <= 2 * valid + 4 * _elementwise_work(net)
     assert XLA_RATIO_BAND[0] <= ratio <= XLA_RATIO_BAND[1]
@@ -234,8 +242,9 @@ def test_quantized_weights_are_what_the_layers_see():
     x = np.random.default_rng(6).normal(size=(2, *net.input_shape)).astype(np.float32)
 
     def loss(model, params, stats):  # train mode: batch statistics, not rounded
-        logits, _ = nn.apply(model, {"params": params, "batch_stats": stats}, x,
-                             train=True)  # fmt: skip
+        logits, _ = nn.apply(
+            model, {"params": params, "batch_stats": stats}, x, train=True
+        )
         return jnp.sum(jnp.sin(logits))
 
     @jax.jit
@@ -280,8 +289,9 @@ def test_activation_format_rounds_every_node_output():
 
 def test_stochastic_rounding_uses_the_key():
     net = nn_oracle.conv_bn_arch()
-    model = nn.create_model(net, weight_format="e3m2", activation_format="e4m3",
-                            rounding="stochastic")  # fmt: skip
+    model = nn.create_model(
+        net, weight_format="e3m2", activation_format="e4m3", rounding="stochastic"
+    )
     variables = nn.init(model, jax.random.key(0))
     x = np.random.default_rng(9).normal(size=(2, *net.input_shape)).astype(np.float32)
     fwd = jax.jit(lambda key: nn.apply(model, variables, x, key=key))
@@ -411,9 +421,14 @@ def test_im2col_conv_matches_xla_conv_values_and_gradients(
 
         def loss(impl, x, w, b):
             y = nn_ops.conv2d(
-                x, w, b, stride=(stride, stride), padding=(padding, padding),
-                groups=groups, impl=impl,
-            )  # fmt: skip
+                x,
+                w,
+                b,
+                stride=(stride, stride),
+                padding=(padding, padding),
+                groups=groups,
+                impl=impl,
+            )
             return jnp.sum(jnp.sin(y)), y
 
         (_, want), gwant = jax.value_and_grad(

@@ -65,9 +65,14 @@ def test_augmentation_is_a_padded_crop_and_maybe_a_flip(host):
     flips = 0
     for i in range(N):
         candidates = {
-            (dy, dx, flip): (padded[i, dy : dy + H, dx : dx + W][:, ::-1] if flip
-                             else padded[i, dy : dy + H, dx : dx + W])
-            for dy in range(5) for dx in range(5) for flip in (0, 1)
+            (dy, dx, flip): (
+                padded[i, dy : dy + H, dx : dx + W][:, ::-1]
+                if flip
+                else padded[i, dy : dy + H, dx : dx + W]
+            )
+            for dy in range(5)
+            for dx in range(5)
+            for flip in (0, 1)
         }
         matches = [k for k, v in candidates.items() if np.array_equal(v, out[i])]
         assert matches, f"image {i} is not a crop/flip of its padded input"
@@ -93,17 +98,19 @@ def test_epochs_are_seeded_permutations_without_repeats(ds):
         assert len(set(seen.tolist())) == 9  # one example dropped per epoch
     assert not all(np.array_equal(epochs[0], e) for e in epochs[1:])  # reshuffled
     same = _run(ds, jax.random.key(0), num_steps=9)
-    for (x1, y1), (x2, y2) in zip(batches, same):
+    for (x1, y1), (x2, y2) in zip(batches, same, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     other = _run(ds, jax.random.key(1), num_steps=3)
-    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(batches, other))
+    assert not all(
+        np.array_equal(a[1], b[1]) for a, b in zip(batches, other, strict=False)
+    )
 
 
 def test_resuming_at_a_step_gives_the_same_batches(ds):
     full = _run(ds, jax.random.key(5), num_steps=8)
     resumed = _run(ds, jax.random.key(5), num_steps=4, start_step=4)  # mid-epoch
-    for (x1, y1), (x2, y2) in zip(full[4:], resumed):
+    for (x1, y1), (x2, y2) in zip(full[4:], resumed, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
 

@@ -17,7 +17,7 @@ STEPS = 20
 BATCH = 16
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data() -> pipeline.DeviceDataset:
     # Random images and labels: the equivalence tests need well-conditioned
     # inputs, not learnable ones. (The bundled digits are grayscale replicated
@@ -78,7 +78,9 @@ def test_bucket_keys_share_and_separate():
     assert len({a.skeleton_hash for a in resnext}) > 1
     # ... but different strides never do.
     mobile = [spaces.sample("mobilenetv2", "s5", i) for i in range(20)]
-    strides = {tuple(spaces.sampled_args("mobilenetv2", "s5", i)["S"]) for i in range(20)}
+    strides = {
+        tuple(spaces.sampled_args("mobilenetv2", "s5", i)["S"]) for i in range(20)
+    }
     assert len({population.bucket_key(a) for a in mobile}) >= len(strides)
     with pytest.raises(ValueError, match="bucket_key"):
         population.make_bucket([resnext[0], mobile[0]])
@@ -95,7 +97,9 @@ def test_padded_forward_equals_each_member(name):
         padded, mask = population.embed(bucket, i, variables)
         # The round trip is exact.
         back = population.extract(bucket, i, padded)
-        assert jax.tree.all(jax.tree.map(np.array_equal, back, jax.device_get(variables)))
+        assert jax.tree.all(
+            jax.tree.map(np.array_equal, back, jax.device_get(variables))
+        )
         # Padded entries are zero and unmasked entries are exactly the real ones.
         n_real = sum(int(m.sum()) for m in jax.tree.leaves(mask))
         assert n_real == nn.param_count(variables)["params"]
@@ -121,13 +125,17 @@ def test_strategies_train_like_each_candidate_alone():
         alone, alone_losses = _run(bucket, "sequential", lrs, recipe=recipe)
         assert alone.traces == bucket.size  # one program per candidate
         for strategy, impl in (("vmap", "xla"), ("map", "xla"), ("map", "im2col")):
-            together, losses = _run(bucket, strategy, lrs, recipe=recipe, conv_impl=impl)
+            together, losses = _run(
+                bucket, strategy, lrs, recipe=recipe, conv_impl=impl
+            )
             assert together.traces == 1, "the population step must compile once"
             np.testing.assert_allclose(losses, alone_losses, rtol=1e-9, atol=1e-10)
             for i in range(bucket.size):
                 got, want = together.variables(i), alone.variables(i)
                 assert jax.tree.structure(got) == jax.tree.structure(want)
-                for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+                for g, w in zip(
+                    jax.tree.leaves(got), jax.tree.leaves(want), strict=True
+                ):
                     assert g.dtype == np.float64
                     np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-10)
 
@@ -188,7 +196,9 @@ def test_bad_strategy_and_lengths():
     bucket = _bucket("resnext_s3")
     keys = list(jax.random.split(jax.random.key(0), 3))
     with pytest.raises(ValueError, match="strategy='pmap'.*vmap"):
-        engine.BucketTrainer(bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="pmap")
+        engine.BucketTrainer(
+            bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="pmap"
+        )
     with pytest.raises(ValueError, match="conv_impl='fft'.*im2col"):
         engine.BucketTrainer(
             bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="map", conv_impl="fft"
@@ -206,7 +216,9 @@ def test_autotuned_program_is_reused_and_evaluation_agrees():
     assert set(timings) == {("map", "im2col"), ("vmap", "im2col"), ("vmap", "xla")}
     assert best in timings
     strategy, impl = best
-    trainer, _ = _run(bucket, strategy, [0.05] * 3, recipe=recipe, steps=2, conv_impl=impl)
+    trainer, _ = _run(
+        bucket, strategy, [0.05] * 3, recipe=recipe, steps=2, conv_impl=impl
+    )
     assert trainer.traces == 1, "the autotune's compiled step must be reused"
     # Every strategy's evaluation gives the accuracies of the candidates' own
     # programs: rounding the trained variables is the format search's path.

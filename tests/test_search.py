@@ -103,13 +103,19 @@ def test_constraints_that_nothing_meets_give_a_clear_error(tmp_path):
 
 def test_narrowed_box_spans_the_best_feasible_arguments():
     records = [
-        {"space": "resnext", "law": "s3", "index": i, "feasible": True,
-         "accuracy": {"float32": {"val": acc}}}
+        {
+            "space": "resnext",
+            "law": "s3",
+            "index": i,
+            "feasible": True,
+            "accuracy": {"float32": {"val": acc}},
+        }
         for i, acc in [(0, 0.9), (1, 0.8), (2, 0.1), (3, 0.2)]
-    ]  # fmt: skip
+    ]
     box = search.narrowed_box(records, top_fraction=0.5, margin=0.0)[("resnext", "s3")]
-    flats = [search.loop._flat_args(spaces.sampled_args("resnext", "s3", i))
-             for i in (0, 1)]  # fmt: skip
+    flats = [
+        search.loop._flat_args(spaces.sampled_args("resnext", "s3", i)) for i in (0, 1)
+    ]
     for key, (lo, hi) in box.items():
         assert lo == min(f[key] for f in flats) - 1
         assert hi == max(f[key] for f in flats) + 1
@@ -117,12 +123,16 @@ def test_narrowed_box_spans_the_best_feasible_arguments():
 
 def _launch(workdir: Path, cache: Path) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "launch.search",
-        "--config=experiments/quickstart.py:tiny", f"--workdir={workdir}",
+        sys.executable,
+        "-m",
+        "launch.search",
+        "--config=experiments/quickstart.py:tiny",
+        f"--workdir={workdir}",
         f"--config.compilation_cache={cache}",
-    ]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _comparable(record):
@@ -188,9 +198,15 @@ def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
 
 @pytest.mark.parametrize(
     "module,variant",
-    [("paper", "float"), ("paper", "half"), ("paper", "reduced"),
-     ("narrowing", "random"), ("narrowing", "narrow"), ("quickstart", None)],
-)  # fmt: skip
+    [
+        ("paper", "float"),
+        ("paper", "half"),
+        ("paper", "reduced"),
+        ("narrowing", "random"),
+        ("narrowing", "narrow"),
+        ("quickstart", None),
+    ],
+)
 def test_shipped_experiment_configs_are_valid(module, variant):
     import importlib
 

@@ -6,8 +6,15 @@ import pytest
 from jnas import cost, spaces
 from jnas.spaces import densenet
 
-LAW_COUNTS = {"mobilenetv2": 6, "resnet": 5, "resnext": 3, "densenet": 3,
-              "googlenet": 6, "pnasnet": 3, "probenet_s": 4}  # fmt: skip
+LAW_COUNTS = {
+    "mobilenetv2": 6,
+    "resnet": 5,
+    "resnext": 3,
+    "densenet": 3,
+    "googlenet": 6,
+    "pnasnet": 3,
+    "probenet_s": 4,
+}
 
 
 def test_names_and_laws():
@@ -51,7 +58,7 @@ def test_index_accepts_numpy_ints_and_the_full_seed_range():
         ("resnet", "s1", 1.0, "got 1.0"),
         ("resnet", "s1", "3", "got '3'"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_names_the_value(space, law, index, message):
     with pytest.raises(ValueError, match=message):
         spaces.sampled_args(space, law, index)

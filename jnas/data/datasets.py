@@ -45,9 +45,17 @@ SOURCES = ("auto", "tfds", "folder", "bundled")
 BUNDLED = ("digits", "fashion_mnist")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 FIT_METHODS = ("pad", "resize")
@@ -135,9 +143,7 @@ def load(
         store = _MemoryStore(splits, origin=str(location or "scikit-learn"))
     else:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        store = _CachedStore(
-            name, kind, location, root if cache else None, num_workers
-        )
+        store = _CachedStore(name, kind, location, root if cache else None, num_workers)
 
     images, labels, info = store.get(split)
     stats_split = "train" if "train" in store.splits() else split
@@ -182,8 +188,11 @@ def load_train_val_test(
     images, labels, meta = load(name, "train", **load_kwargs)
     train_x, train_y, val_x, val_y = split_validation(images, labels, num_val, seed)
     test_x, test_y, _ = load(name, "test", **load_kwargs)
-    splits = {"train": (train_x, train_y), "val": (val_x, val_y),
-              "test": (test_x, test_y)}
+    splits = {
+        "train": (train_x, train_y),
+        "val": (val_x, val_y),
+        "test": (test_x, test_y),
+    }
     return splits, meta
 
 
@@ -219,8 +228,9 @@ def split_validation(
         raise ValueError(f"{len(images)} images but {n} labels")
     if not 0 < num_val < n:
         raise ValueError(f"num_val={num_val} must be in 1..{n - 1} for {n} examples")
-    is_val = _seeded_pick(np.asarray(labels) if stratified else np.zeros(n, int),
-                          num_val, seed)
+    is_val = _seeded_pick(
+        np.asarray(labels) if stratified else np.zeros(n, int), num_val, seed
+    )
     return images[~is_val], labels[~is_val], images[is_val], labels[is_val]
 
 
@@ -291,9 +301,7 @@ def default_cache_dir() -> Path:
 
 def default_tfds_dir() -> Path:
     """$TFDS_DATA_DIR, else ~/tensorflow_datasets (the tfds default)."""
-    return Path(
-        os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets"
-    )
+    return Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
 
 
 # -- Choosing a source. --------------------------------------------------------------
@@ -353,7 +361,7 @@ def _not_found(name, looked, tfds_dir=None) -> DatasetNotFoundError:
         f"    {imagefolder.LAYOUT}, passed as data_dir (source='folder');\n"
         f"  - TensorFlow Datasets, once, with internet, tensorflow and\n"
         f"    importlib_resources installed:\n"
-        f"      python -c \"import tensorflow_datasets as tfds; "
+        f'      python -c "import tensorflow_datasets as tfds; '
         f"tfds.load('{name}', data_dir='{tfds_dir}')\"\n"
         f"    or load(..., source='tfds', download=True);\n"
         f"  - for quick runs without a download: name='digits', or\n"
@@ -467,8 +475,9 @@ class _MemoryStore:
 
     def get(self, split: str):
         if split not in self._splits:
-            raise ValueError(f"no split {split!r} in {self.origin}; it has "
-                             f"{sorted(self._splits)}")
+            raise ValueError(
+                f"no split {split!r} in {self.origin}; it has {sorted(self._splits)}"
+            )
         images, labels, class_names = self._splits[split]
         mean, std = channel_stats(images)
         return images, labels, {"class_names": class_names, "mean": mean, "std": std}
@@ -522,8 +531,10 @@ class _CachedStore:
         else:
             self._build_folder()
             if split not in self._folder_splits:
-                raise ValueError(f"no split {split!r} in {self.origin}; it has "
-                                 f"{sorted(self._folder_splits)}")
+                raise ValueError(
+                    f"no split {split!r} in {self.origin}; it has "
+                    f"{sorted(self._folder_splits)}"
+                )
         return self._memory[split]
 
     def _build_folder(self):
@@ -536,8 +547,13 @@ class _CachedStore:
 
     def _put(self, split, images, labels, class_names):
         mean, std = channel_stats(images)
-        info = {"class_names": class_names, "mean": mean, "std": std,
-                "num_examples": len(labels), "origin": self.origin}
+        info = {
+            "class_names": class_names,
+            "mean": mean,
+            "std": std,
+            "num_examples": len(labels),
+            "origin": self.origin,
+        }
         if self._entry is not None:
             datacache.write_split(self._path(split), images, labels, info)
         self._memory[split] = (images, labels, info)

@@ -151,8 +151,12 @@ def _walk_directory(root: Path) -> Iterator[Entry]:
         for class_dir in _subdirs(split_dir):
             for file in sorted(class_dir.iterdir()):
                 if file.is_file() and _is_image(file.name):
-                    yield split_dir.name, class_dir.name, file.name, str(file), (
-                        file.read_bytes()
+                    yield (
+                        split_dir.name,
+                        class_dir.name,
+                        file.name,
+                        str(file),
+                        (file.read_bytes()),
                     )
 
 
@@ -281,8 +285,10 @@ def _decode_all(entries: Iterator[Entry], num_workers: int, origin: str) -> dict
             if len(names) == _CHUNK:
                 flush()
         flush()
-        arrays = [c.result() if isinstance(c, concurrent.futures.Future) else c
-                  for c in chunks]
+        arrays = [
+            c.result() if isinstance(c, concurrent.futures.Future) else c
+            for c in chunks
+        ]
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -400,8 +400,11 @@ def measure_many(
     Returns:
       One ``Measurement`` per network, in order.
     """
-    for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1),
-                             ("rounds", rounds, 1)):  # fmt: skip
+    for name, value, low in (
+        ("warmup", warmup, 0),
+        ("repeats", repeats, 1),
+        ("rounds", rounds, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
     compiled = [

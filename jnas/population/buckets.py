@@ -206,9 +206,13 @@ def plan(
         for i in indices:
             trial = current + [i]
             if current and not _fits(
-                [archs[j] for j in trial], [macs[j] for j in trial],
-                max_waste, max_size, memory_budget, batch_size,
-            ):  # fmt: skip
+                [archs[j] for j in trial],
+                [macs[j] for j in trial],
+                max_waste,
+                max_size,
+                memory_budget,
+                batch_size,
+            ):
                 out.append(current)
                 trial = [i]
             if memory_budget is not None:

@@ -40,10 +40,15 @@ def _eval_fn(arch: arch_lib.Arch):
     @jax.jit
     def fn(variables, images, labels, mask):
         state = train.TrainState(
-            step=0, params=variables["params"], batch_stats=variables["batch_stats"],
-            opt_state=None, lr=0.0, key=jax.random.key(0), diverged=False,
+            step=0,
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
+            opt_state=None,
+            lr=0.0,
+            key=jax.random.key(0),
+            diverged=False,
             grad_mask=None,
-        )  # fmt: skip
+        )
         return train.eval_step(state, images, labels, model=model, mask=mask)
 
     return fn
@@ -94,11 +99,15 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             if (record["hash"], name) in done:
                 continue
             rounded = search.quantize_variables(variables, fmt)
-            row = {"hash": record["hash"], "format": name,
-                   "bits": 32 if fmt is None else fmt.bits}  # fmt: skip
+            row = {
+                "hash": record["hash"],
+                "format": name,
+                "bits": 32 if fmt is None else fmt.bits,
+            }
             for split in config.splits:
-                row[split] = accuracy(arch, rounded, datasets[split],
-                                      config.eval_batch_size)  # fmt: skip
+                row[split] = accuracy(
+                    arch, rounded, datasets[split], config.eval_batch_size
+                )
             results.append_line(out_path, row)
         logging.info("formats: %d/%d candidates swept", n, len(records))
     return list(results.iter_records(out_path))

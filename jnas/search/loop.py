@@ -42,7 +42,16 @@ from absl import logging
 from jax.flatten_util import ravel_pytree
 
 from jnas import arch as arch_lib
-from jnas import cost, data, distributed, latency, population, precision, results, spaces
+from jnas import (
+    cost,
+    data,
+    distributed,
+    latency,
+    population,
+    precision,
+    results,
+    spaces,
+)
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
@@ -104,10 +113,12 @@ def validate(config: Any) -> list[tuple[str, str]]:
         pairs.append((space, law))
     _allowed("search.mode", config.search.mode, MODES)
     _positive("search.rounds", config.search.rounds, integer=True)
-    _positive("search.candidates_per_round", config.search.candidates_per_round,
-              integer=True)  # fmt: skip
-    _allowed("constraints.memory_format", config.constraints.memory_format,
-             MEMORY_FORMATS)  # fmt: skip
+    _positive(
+        "search.candidates_per_round", config.search.candidates_per_round, integer=True
+    )
+    _allowed(
+        "constraints.memory_format", config.constraints.memory_format, MEMORY_FORMATS
+    )
     for key in ("memory_bytes", "latency_ms", "flops"):  # 0 = no bound
         _positive(f"constraints.{key}", config.constraints[key], zero=True)
     _positive("train.steps", config.train.steps, integer=True)
@@ -156,8 +167,7 @@ def _validate_distributed(dist: Any) -> None:
             "local device the data axis leaves) or an integer >= 1"
         )
     _positive("distributed.mesh_data", dist.mesh_data, integer=True)
-    _positive("distributed.num_processes", dist.num_processes, integer=True,
-              zero=True)  # fmt: skip
+    _positive("distributed.num_processes", dist.num_processes, integer=True, zero=True)
     pid = dist.process_id
     if not isinstance(pid, int) or pid < -1:
         raise ValueError(
@@ -405,8 +415,9 @@ def format_search(
             for i in range(n):
                 if chosen[i] is not None:
                     continue
-                grid[i].append({"format": str(fmt), "bits": fmt.bits,
-                                "val": float(accs[i])})  # fmt: skip
+                grid[i].append(
+                    {"format": str(fmt), "bits": fmt.bits, "val": float(accs[i])}
+                )
                 if accs[i] >= reference[i] - tolerance - 1e-12:
                     score = (float(accs[i]), fmt.exponent_bits)
                     if best[i] is None or score > best[i][0]:
@@ -458,10 +469,10 @@ def _choose(config, bucket, recipe, input_shape) -> tuple[str, str]:
 
 def _state_variables(trainer: engine.BucketTrainer) -> Any:
     if trainer.strategy == "sequential":
-        return [{"params": s.params, "batch_stats": s.batch_stats}
-                for s in trainer.states]  # fmt: skip
-    return {"params": trainer.states.params,
-            "batch_stats": trainer.states.batch_stats}  # fmt: skip
+        return [
+            {"params": s.params, "batch_stats": s.batch_stats} for s in trainer.states
+        ]
+    return {"params": trainer.states.params, "batch_stats": trainer.states.batch_stats}
 
 
 def train_and_evaluate_bucket(
@@ -509,9 +520,11 @@ def train_and_evaluate_bucket(
         else:
             variables = quantize_variables(trained, fmt)
         return engine.evaluate(
-            trainer, datasets[split], batch_size=config.eval_batch_size,
+            trainer,
+            datasets[split],
+            batch_size=config.eval_batch_size,
             variables=variables,
-        )  # fmt: skip
+        )
 
     val32 = accuracy("val", None)
     chosen, grids = format_search(
@@ -523,7 +536,7 @@ def train_and_evaluate_bucket(
         "half": {
             "val": accuracy("val", precision.HALF),
             "test": accuracy("test", precision.HALF),
-        },  # fmt: skip
+        },
     }
     custom_test = {}
     for fmt in set(chosen):
@@ -535,24 +548,26 @@ def train_and_evaluate_bucket(
         acc["custom"] = {"val": val_custom, "test": float(custom_test[fmt][i])}
         loss = float(history[-1]["loss"][i]) if history else math.nan
         loss = loss if math.isfinite(loss) else None
-        out.append({
-            "accuracy": acc,
-            "custom_format": str(fmt),
-            "format_grid": grids[i],
-            "memory_custom": cost.memory_bytes(arch, fmt),
-            "train": {
-                "steps": config.train.steps,
-                "lr": config.train.lr,
-                "seed": _seed_of(arch.hash, config.seed),
-                "final_loss": loss,
-                "final_train_accuracy": float(history[-1]["accuracy"][i]),
-                "diverged": bool(diverged[i]),
-                "seconds": seconds / bucket.size,
-                "strategy": strategy,
-                "conv_impl": impl,
-                "bucket_size": bucket.size,
-            },
-        })  # fmt: skip
+        out.append(
+            {
+                "accuracy": acc,
+                "custom_format": str(fmt),
+                "format_grid": grids[i],
+                "memory_custom": cost.memory_bytes(arch, fmt),
+                "train": {
+                    "steps": config.train.steps,
+                    "lr": config.train.lr,
+                    "seed": _seed_of(arch.hash, config.seed),
+                    "final_loss": loss,
+                    "final_train_accuracy": float(history[-1]["accuracy"][i]),
+                    "diverged": bool(diverged[i]),
+                    "seconds": seconds / bucket.size,
+                    "strategy": strategy,
+                    "conv_impl": impl,
+                    "bucket_size": bucket.size,
+                },
+            }
+        )
     return trainer, out
 
 
@@ -626,8 +641,10 @@ def load_data(
     if cfg.max_train:
         x, y = splits["train"]
         splits["train"] = (x[: cfg.max_train], y[: cfg.max_train])
-    ds = {k: pipeline.put_on_device(x, y, meta, device=device)
-          for k, (x, y) in splits.items()}  # fmt: skip
+    ds = {
+        k: pipeline.put_on_device(x, y, meta, device=device)
+        for k, (x, y) in splits.items()
+    }
     return ds, meta
 
 
@@ -678,8 +695,9 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         boxes = None
         if config.search.mode == "narrow" and round_index > 0:
             prior = [r for r in known.values() if r["round"] < round_index]
-            boxes = narrowed_box(prior, config.narrow.top_fraction,
-                                 config.narrow.margin)  # fmt: skip
+            boxes = narrowed_box(
+                prior, config.narrow.top_fraction, config.narrow.margin
+            )
         archs = sample_round(config, pairs, round_index, boxes)
         all_costs = [costs(a, predictor) for a in archs]
         seen, keep = set(), []
@@ -710,8 +728,11 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         total = len(keep)
         logging.info(
             "round %d: %d sampled, %d satisfy the constraints, %d buckets",
-            round_index, len(archs), total, len(plan),
-        )  # fmt: skip
+            round_index,
+            len(archs),
+            total,
+            len(plan),
+        )
         for b, (bucket, indices) in enumerate(plan):
             if distributed.owner(b, nproc) != pid:
                 continue  # another process's bucket
@@ -772,8 +793,9 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     return final
 
 
-def _log_progress(config, store, round_index, started, done_at_start,
-                  round_total=None) -> None:  # fmt: skip
+def _log_progress(
+    config, store, round_index, started, done_at_start, round_total=None
+) -> None:
     # The ETA covers this round's feasible candidates (later rounds' counts
     # are unknown until they are sampled and filtered).
     done = len(store)
@@ -797,5 +819,10 @@ def _log_progress(config, store, round_index, started, done_at_start,
     logging.info(
         "round %d: %d/%d feasible candidates trained (%d in the store), "
         "ETA of the round %.0f s; best feasible: %s",
-        round_index, in_round, total, done, eta, best_text,
-    )  # fmt: skip
+        round_index,
+        in_round,
+        total,
+        done,
+        eta,
+        best_text,
+    )

@@ -20,16 +20,25 @@ NUM_MODULES = 9
 POOL_AFTER = {1: "pool1", 6: "pool2"}
 # law -> [low, high) of C_stem and l1..l6, and the discarded draw's range
 LAWS = {
-    "s1": {"C_stem": (16, 256), "l": ((16, 384), (16, 192), (16, 384), (16, 48),
-           (16, 128), (16, 128)), "discard": (16, 512)},
-    "s2": {"C_stem": (16, 256), "l": ((16, 64), (16, 64), (16, 64), (16, 32),
-           (16, 32), (16, 32)), "discard": (16, 512)},
-    "s3": {"C_stem": (16, 256), "l": ((16, 32), (8, 16), (16, 32), (4, 8), (4, 8),
-           (4, 8)), "discard": (16, 256)},
+    "s1": {
+        "C_stem": (16, 256),
+        "l": ((16, 384), (16, 192), (16, 384), (16, 48), (16, 128), (16, 128)),
+        "discard": (16, 512),
+    },
+    "s2": {
+        "C_stem": (16, 256),
+        "l": ((16, 64), (16, 64), (16, 64), (16, 32), (16, 32), (16, 32)),
+        "discard": (16, 512),
+    },
+    "s3": {
+        "C_stem": (16, 256),
+        "l": ((16, 32), (8, 16), (16, 32), (4, 8), (4, 8), (4, 8)),
+        "discard": (16, 256),
+    },
     "s4": {"C_stem": (16, 128), "l": ((4, 8),) * 6, "discard": (16, 256)},
     "s5": {"C_stem": (8, 16), "l": ((4, 6),) * 6, "discard": (16, 256)},
     "s6": {"C_stem": (8, 16), "l": ((2, 6),) * 6, "discard": (16, 256)},
-}  # fmt: skip
+}
 REFERENCES = {
     "GoogLeNet": {
         "C_stem": 192,
@@ -80,9 +89,7 @@ def build(args: dict[str, Any]) -> arch.Arch:
     modules = builder.require(args, "modules", NAME)
     if not isinstance(modules, (list, tuple)) or len(modules) != NUM_MODULES:
         raise ValueError(f"{NAME}: argument 'modules' must list {NUM_MODULES} modules")
-    widths = [
-        builder.int_list({"modules": m}, "modules", 6, NAME) for m in modules
-    ]
+    widths = [builder.int_list({"modules": m}, "modules", 6, NAME) for m in modules]
     b = builder.Builder()
     x = b.conv_bn("stem", b.input, c_stem, 3, padding=1, bias=True)
     x = b.relu("stem.relu", x, counted=True)

@@ -70,8 +70,9 @@ def build(args: dict[str, Any]) -> arch.Arch:
 
 def _cell(b: builder.Builder, p: str, x: str, c_in: int, c_out: int, stride: int):
     """Cell A: a depthwise 7x7 (multiplier c_out / c_in) plus a pooled path."""
-    y1 = b.conv_bn(f"{p}.sep", x, c_out, 7, stride=stride, padding=3,
-                   groups=arch.DEPTHWISE)  # fmt: skip
+    y1 = b.conv_bn(
+        f"{p}.sep", x, c_out, 7, stride=stride, padding=3, groups=arch.DEPTHWISE
+    )
     y2 = b.maxpool(f"{p}.pool", x, 3, stride=stride, padding=1)
     if stride == 2:  # the 1x1 projection runs after the pooling
         y2 = b.conv_bn(f"{p}.proj", y2, c_out, 1)
