@@ -45,8 +45,8 @@ def main():
     import jax
     import numpy as np
 
-    from jnas import distributed, population, spaces
-    from jnas.population import engine
+    from jnas import population, spaces
+    from jnas.population import engine, sharding
     from jnas.population import step as train
 
     space, law = args.space.split(":")
@@ -76,15 +76,15 @@ def main():
     )
     base = None
     for cand, data in meshes:
-        mesh = None if cand * data == 1 else distributed.make_mesh(cand, data)
+        mesh = None if cand * data == 1 else sharding.make_mesh(cand, data)
         if mesh is None:
             images, labels = jax.device_put((images_np, labels_np))
             padded = bucket.size
         else:
             images, labels = jax.device_put(
-                (images_np, labels_np), distributed.replicated(mesh)
+                (images_np, labels_np), sharding.replicated(mesh)
             )
-            padded = distributed.padded_size(bucket.size, mesh)
+            padded = sharding.padded_size(bucket.size, mesh)
         trainer = engine.BucketTrainer(
             bucket,
             recipe,

@@ -1,4 +1,4 @@
-"""The workdir's results store: one JSON line per finished candidate.
+"""The workdir: every file a search or a format sweep keeps is written and read here.
 
 A search's workdir holds:
 
@@ -6,15 +6,25 @@ A search's workdir holds:
   config is refused, so a resumed search cannot silently mix two setups);
 - ``results.jsonl``: one record per finished candidate, appended and flushed
   to disk (``os.fsync``) as soon as the candidate is done, so a kill loses at
-  most the candidates still training. A torn last line (a kill mid-write) is
-  ignored on reading and overwritten by the next append;
-- ``checkpoints/<hash>/``: orbax checkpoints of the trained variables.
+  most the candidates still training. With several processes each appends to
+  its own shard ``results.<process>.jsonl`` and process 0 merges them
+  (``merge_shards``);
+- ``checkpoints/<hash>/``: the trained variables, an orbax checkpoint (one
+  process) or ``variables.msgpack`` (a multi-process run, where each process
+  saves the candidates it trained);
+- ``formats.jsonl``: rows of the post-training format sweep;
+- ``figures/``: rebuilt from the records by ``jnas.report``.
+
+Two primitives keep every file whole across kills: ``atomic_write`` (a whole
+file: temporary name, fsync, rename) and ``append_lines`` (JSON lines: a torn
+last line left by a killed writer is cut before appending, so the file never
+holds a bad line in the middle). ``iter_records`` skips a torn last line.
 
 ``pandas.read_json(path, lines=True)`` reads ``results.jsonl``. Record fields
 (all JSON types; missing values are null):
 
 =================  ==========================================================
-hash               ``Arch.hash()`` of the candidate (unique per store)
+hash               ``Arch.hash`` of the candidate (unique per store)
 space, law, index  where it was sampled (``spaces.sample(space, law, index)``)
 arch               the architecture's JSON (``Arch.to_json``)
 round              search round (0 for plain random sampling)
@@ -28,7 +38,8 @@ accuracy           {format name: {"val": acc, "test": acc}} for "float32",
 custom_format      the per-model format, e.g. "e4m5" (``FloatFormat`` text)
 format_grid        [{"format", "bits", "val"}] the format search's evaluations
 train              {"steps", "lr", "seed", "final_loss", "diverged", "seconds",
-                   "strategy", "bucket"}
+                   "strategy", "conv_impl", "bucket_size"}
+bucket, feasible   the bucket index in its round; whether every constraint holds
 =================  ==========================================================
 """
 
@@ -36,16 +47,104 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
+FORMATS = "formats.jsonl"
+CHECKPOINTS = "checkpoints"
+LOCAL_CHECKPOINT = "variables.msgpack"  # a multi-process run's checkpoints
 
 
 class ConfigMismatchError(ValueError):
     """The workdir was made by a different config."""
+
+
+# --------------------------------------------------------------- primitives
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Writes a whole file so that a kill leaves the old file or the new one.
+
+    The data goes to ``<name>.tmp``, is flushed and fsynced, then renamed.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def to_line(record: Mapping[str, Any]) -> str:
+    """One record as a JSON line (sorted keys; NaN refused, JSON has none)."""
+    return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+
+
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yields the records of a JSON-lines file; a torn last line is skipped.
+
+    Raises:
+      ValueError: a line other than the last is not valid JSON (the file was
+        edited or corrupted; the message names the line).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: a torn append
+                return
+            raise ValueError(f"{path}:{number} is not a JSON record: {e}") from None
+        yield record
+
+
+def cut_torn_tail(path: str | Path) -> None:
+    """Cuts a partial last line (a killed append) so the next append is whole."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+def append_lines(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Appends JSON records to a JSON-lines file, flushed and fsynced.
+
+    A torn last line of an earlier, killed writer is cut first, so every line
+    of the file stays a whole record.
+    """
+    text = "".join(to_line(r) for r in records)
+    cut_torn_tail(path)
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def append_line(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Appends one JSON record (``append_lines`` of one)."""
+    append_lines(path, [record])
+
+
+# ------------------------------------------------------------------- config
 
 
 def write_config(workdir: str | Path, config: Mapping[str, Any]) -> None:
@@ -84,53 +183,7 @@ def read_config(workdir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Writes a whole file so that a kill leaves the old file or the new one.
-
-    The data goes to ``<name>.tmp``, is flushed and fsynced, then renamed.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def to_line(record: Mapping[str, Any]) -> str:
-    """One record as a JSON line (sorted keys; NaN refused, JSON has none)."""
-    return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-
-
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yields the records of a JSON-lines file; a torn last line is skipped.
-
-    Raises:
-      ValueError: a line other than the last is not valid JSON (the file was
-        edited or corrupted; the message names the line).
-    """
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_bytes().split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if number == len(lines):  # no newline after it: a torn append
-                return
-            raise ValueError(f"{path}:{number} is not a JSON record: {e}") from None
-        yield record
-
-
-def append_line(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Appends one JSON record to a JSON-lines file, flushed and fsynced."""
-    with open(path, "a") as f:
-        f.write(to_line(record))
-        f.flush()
-        os.fsync(f.fileno())
+# ------------------------------------------------------------------ records
 
 
 class Store:
@@ -147,16 +200,6 @@ class Store:
         self.done: dict[str, dict[str, Any]] = {}
         for record in iter_records(self.path):
             self.done.setdefault(record["hash"], record)
-        self._truncate_torn_tail()
-
-    def _truncate_torn_tail(self) -> None:
-        # Cut a partial last line so the next append starts on a fresh line.
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
 
     def __contains__(self, arch_hash: str) -> bool:
         return arch_hash in self.done
@@ -196,3 +239,103 @@ def load(workdir: str | Path) -> list[dict[str, Any]]:
         for record in iter_records(path):
             seen.setdefault(record["hash"], record)
     return list(seen.values())
+
+
+def shard_name(process_index: int, process_count: int) -> str:
+    """The results file a process appends to ("results.jsonl" if alone)."""
+    if process_count == 1:
+        return RESULTS
+    return f"results.{process_index}.jsonl"
+
+
+def merge_shards(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
+    """Process 0: writes the merged records as ``results.jsonl`` (atomically).
+
+    Records are ordered by (round, bucket), as one process would write them.
+    The per-process shards stay; `load` deduplicates by hash.
+    """
+    path = Path(workdir) / RESULTS
+    order = sorted(
+        range(len(records)),
+        key=lambda i: (records[i]["round"], records[i]["bucket"], i),
+    )
+    atomic_write(path, "".join(to_line(records[i]) for i in order))
+    return path
+
+
+def format_rows(workdir: str | Path) -> list[dict[str, Any]]:
+    """The rows of the post-training format sweep (``formats.jsonl``)."""
+    return list(iter_records(Path(workdir) / FORMATS))
+
+
+def append_format_rows(workdir: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Appends format-sweep rows ({"hash", "format", "bits", split: acc})."""
+    append_lines(Path(workdir) / FORMATS, rows)
+
+
+# -------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(workdir: str | Path, arch_hash: str) -> Path:
+    """Where a candidate's checkpoint lives (absolute, as orbax wants)."""
+    return (Path(workdir) / CHECKPOINTS / arch_hash).absolute()
+
+
+def _quiet_orbax() -> None:
+    """Drops orbax's INFO lines (about 25 per checkpoint) from absl's log."""
+    from absl import logging
+
+    def keep(record) -> bool:
+        return record.levelno >= 30 or "orbax" not in record.pathname
+
+    absl_logger = logging.get_absl_logger()
+    if not any(getattr(f, "jnas_orbax", False) for f in absl_logger.filters):
+        keep.jnas_orbax = True
+        absl_logger.addFilter(keep)
+
+
+def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path:
+    """Writes a candidate's trained variables; a killed write's leftover is replaced.
+
+    One process: an orbax checkpoint. Several processes (``jax.distributed``):
+    ``variables.msgpack`` (flax msgpack, written atomically) by the process that
+    trained it, since orbax writes numpy arrays from process 0 only and
+    refuses host-local arrays with several processes.
+    """
+    import jax
+    import numpy as np
+
+    path = checkpoint_path(workdir, arch_hash)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = jax.tree.map(np.asarray, variables)
+    if jax.process_count() > 1:
+        from flax import serialization
+
+        path.mkdir()
+        atomic_write(path / LOCAL_CHECKPOINT, serialization.msgpack_serialize(host))
+        return path
+    import orbax.checkpoint as ocp  # slow import: only when saving
+
+    _quiet_orbax()
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path, host)
+        ckptr.wait_until_finished()
+    return path
+
+
+def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
+    """Reads back a candidate's variables written by `save_checkpoint`."""
+    path = checkpoint_path(workdir, arch_hash)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint for candidate {arch_hash} at {path}")
+    if (path / LOCAL_CHECKPOINT).exists():  # a multi-process run's
+        from flax import serialization
+
+        return serialization.msgpack_restore((path / LOCAL_CHECKPOINT).read_bytes())
+    import orbax.checkpoint as ocp
+
+    _quiet_orbax()
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(path)

@@ -21,6 +21,7 @@ import pytest
 
 from experiments import quickstart
 from jnas import distributed, results, search
+from jnas.population import sharding
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 900
@@ -155,23 +156,23 @@ def test_bad_distributed_keys_name_the_key(key, value, message):
 def test_mesh_that_does_not_fit_the_devices_is_refused_with_numbers():
     n = jax.local_device_count()
     with pytest.raises(ValueError, match=rf"needs {2 * n} devices; .* has {n}"):
-        distributed.make_mesh(2 * n, 1)
+        sharding.make_mesh(2 * n, 1)
     with pytest.raises(ValueError, match=r"mesh_data=0"):
-        distributed.make_mesh(-1, 0)
-    mesh = distributed.make_mesh()
+        sharding.make_mesh(-1, 0)
+    mesh = sharding.make_mesh()
     assert dict(mesh.shape) == {"candidates": n, "data": 1}
 
 
 def test_padding_copies_candidate_zero_and_placement_is_deterministic():
     tree = {"w": np.arange(6.0).reshape(3, 2), "step": np.array([1, 2, 3])}
-    padded = distributed.pad_candidates(tree, 8)
+    padded = sharding.pad_candidates(tree, 8)
     assert padded["w"].shape == (8, 2)
     np.testing.assert_array_equal(padded["w"][:3], tree["w"])
     np.testing.assert_array_equal(padded["w"][3:], np.tile(tree["w"][:1], (5, 1)))
     np.testing.assert_array_equal(padded["step"], [1, 2, 3, 1, 1, 1, 1, 1])
     assert [distributed.owner(b, 3) for b in range(5)] == [0, 1, 2, 0, 1]
-    assert distributed.shard_name(0, 1) == "results.jsonl"
-    assert distributed.shard_name(1, 2) == "results.1.jsonl"
+    assert results.shard_name(0, 1) == "results.jsonl"
+    assert results.shard_name(1, 2) == "results.1.jsonl"
 
 
 # --------------------------------------------------------- searches (slow-ish)

@@ -1,7 +1,7 @@
 """Training a bucket of candidates at once: strategies, stacking, the loop.
 
-`jnas.train` is written for one candidate and `jnas.population` builds padded
-buckets; this module adds the candidate axis:
+`step` is written for one candidate and `buckets` pads candidates into one
+architecture; this module adds the candidate axis:
 
 - "vmap": one batched program (`jax.vmap` over the stacked states; the batch
   is shared, `in_axes=None`).
@@ -14,11 +14,14 @@ buckets; this module adds the candidate axis:
 Each strategy runs with a convolution lowering (`nn_ops.CONV_IMPLS`): XLA's
 convolution, or "im2col" (strided slices and matmuls). Same maths, different
 speed: on XLA:CPU, lax.map with im2col is the fastest population program, and
-XLA's convolutions inside lax.map are the slowest (BUILD_NOTES.md). The pair
-(strategy, lowering) is chosen per bucket by a short measured autotune
-(`autotune`), by the documented rule `default_plan` (no timing), or forced by
-config. Every strategy is one jit boundary per step with the states donated;
-metrics stay on the device and leave it every `log_every` steps.
+XLA's convolutions inside lax.map are the slowest (docs/population.md). The
+pair (strategy, lowering) is chosen per bucket (`choose_plan`) by a short
+measured autotune (`autotune`), by the documented rule `default_plan` (no
+timing), or forced by config. Every strategy is one jit boundary per step
+with the states donated; metrics stay on the device and leave it every
+`log_every` steps. How the candidates are laid out (a list, a stacked pytree,
+a sharded one) stays inside `BucketTrainer`: callers use `variables`,
+`map_variables` and `evaluate`.
 
 Compiled steps are shared: `step_function` caches one jitted step per (recipe,
 architecture, strategy, lowering), so the program the autotune compiled is the
@@ -39,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas import distributed, nn
+from jnas import nn
 from jnas.data import pipeline
-from jnas.population import buckets as population
+from jnas.population import buckets, sharding
 from jnas.population import step as train
 
 STRATEGIES = ("vmap", "map", "sequential")
@@ -115,9 +118,7 @@ def device_memory_budget(fraction: float = 0.7) -> int | None:
     return int(total * fraction)
 
 
-def default_plan(
-    bucket: population.Bucket, backend: str | None = None
-) -> tuple[str, str]:
+def default_plan(bucket: buckets.Bucket, backend: str | None = None) -> tuple[str, str]:
     """The documented rule for (strategy, conv lowering) without timing.
 
     CPU: lax.map with im2col convolutions for buckets of several candidates
@@ -133,11 +134,43 @@ def default_plan(
     return "vmap", "xla"
 
 
+def choose_plan(
+    bucket: buckets.Bucket,
+    recipe: Recipe,
+    *,
+    choice: str = "rule",
+    conv_impl: str = "auto",
+    batch_size: int,
+    input_shape: tuple[int, int, int],
+) -> tuple[str, str]:
+    """The (strategy, conv lowering) a bucket trains with.
+
+    Args:
+      bucket, recipe: the bucket and its training recipe.
+      choice: "rule" (`default_plan`), "autotune" (`autotune`; a single
+        candidate takes the rule) or a strategy of STRATEGIES (with the
+        rule's lowering).
+      conv_impl: "auto" (as chosen above) or one of CONV_IMPLS to force it.
+      batch_size, input_shape: what `autotune` times.
+    """
+    if choice == "rule" or (choice == "autotune" and bucket.size == 1):
+        strategy, impl = default_plan(bucket)
+    elif choice == "autotune":
+        (strategy, impl), _ = autotune(
+            bucket, recipe, batch_size=batch_size, input_shape=input_shape
+        )
+    else:
+        strategy, impl = choice, default_plan(bucket)[1]
+    if conv_impl != "auto":
+        impl = conv_impl
+    return strategy, impl
+
+
 class BucketTrainer:
     """Holds a bucket's compiled step and its candidates' states.
 
     Attributes:
-      bucket: the `population.Bucket`.
+      bucket: the `buckets.Bucket`.
       strategy: one of STRATEGIES.
       states: stacked `train.TrainState` (vmap/map) or a list of per-candidate
         unpadded states (sequential).
@@ -146,7 +179,7 @@ class BucketTrainer:
 
     def __init__(
         self,
-        bucket: population.Bucket,
+        bucket: buckets.Bucket,
         recipe: Recipe,
         *,
         keys: Sequence[jax.Array],
@@ -155,7 +188,7 @@ class BucketTrainer:
         conv_impl: str = "xla",
         mesh: jax.sharding.Mesh | None = None,
     ):
-        # mesh (jnas.distributed): states padded to a multiple of its
+        # mesh (`sharding.mesh_from_config`): states padded to a multiple of its
         # "candidates" axis and sharded along it; "sequential" ignores it.
         if strategy not in STRATEGIES:
             raise ValueError(
@@ -179,7 +212,7 @@ class BucketTrainer:
             variables = nn.init(recipe.model(member), init_key)
             mask = None
             if strategy != "sequential":
-                variables, mask = population.embed(bucket, i, variables)
+                variables, mask = buckets.embed(bucket, i, variables)
             states.append(
                 train.create_state(
                     variables, tx=recipe.tx, lr=lrs[i], key=state_key, grad_mask=mask
@@ -196,9 +229,9 @@ class BucketTrainer:
             if self.mesh is None:
                 self.states = jax.device_put(stack(states))
                 self._steps = [step]
-            else:  # jnas.distributed: padded copies, sharded, shard_map'ed step
-                self.states = distributed.shard_population(stack(states), self.mesh)
-                self._steps = [distributed.shard_step(step, self.mesh)]
+            else:  # padded copies, sharded, shard_map'ed step (sharding)
+                self.states = sharding.shard_population(stack(states), self.mesh)
+                self._steps = [sharding.shard_step(step, self.mesh)]
 
     @property
     def traces(self) -> int:
@@ -232,7 +265,21 @@ class BucketTrainer:
             return jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
         s = unstack(self.states, index)
         padded = jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
-        return population.extract(self.bucket, index, padded)
+        return buckets.extract(self.bucket, index, padded)
+
+    def map_variables(self, fn: Callable[[Any], Any]) -> Any:
+        """`fn` applied to the trained {"params", "batch_stats"}, in this
+        trainer's own layout (a list per candidate, or one stacked pytree), as
+        `evaluate(variables=...)` takes them. `fn` must act elementwise (e.g.
+        rounding to a number format), so stacking does not change it."""
+        if self.strategy == "sequential":
+            return [
+                fn({"params": s.params, "batch_stats": s.batch_stats})
+                for s in self.states
+            ]
+        return fn(
+            {"params": self.states.params, "batch_stats": self.states.batch_stats}
+        )
 
     def diverged(self) -> np.ndarray:
         """bool [candidates]: which candidates are frozen after a non-finite loss."""
@@ -360,6 +407,7 @@ def evaluate(
     *,
     batch_size: int = 500,
     variables: Any = None,
+    transform: Callable[[Any], Any] | None = None,
 ) -> np.ndarray:
     """Accuracy of every candidate on a whole dataset (running BN statistics).
 
@@ -369,22 +417,21 @@ def evaluate(
       batch_size: examples per evaluation batch.
       variables: optional replacement {"params", "batch_stats"} in the
         trainer's own layout (stacked, or a list for "sequential"), e.g. the
-        trained values rounded to a number format (`quantize_variables`).
+        trained values rounded to a number format.
+      transform: instead of `variables`, an elementwise function of the
+        trained variables (`BucketTrainer.map_variables`), e.g. rounding.
 
     Returns:
       float [candidates] accuracies.
     """
     bucket = trainer.bucket
-    fn = eval_function(
-        trainer.recipe,
-        bucket.padded,
-        bucket.members,
-        trainer.strategy,
-        trainer.conv_impl,
-    )
-    if trainer.mesh is not None:  # per shard of candidates (jnas.distributed)
-        fn = distributed.shard_eval(fn, trainer.mesh)
+    fn = eval_function(trainer.recipe, bucket.padded, bucket.members,
+                       trainer.strategy, trainer.conv_impl)  # fmt: skip
+    if trainer.mesh is not None:  # per shard of candidates
+        fn = sharding.shard_eval(fn, trainer.mesh)
     states = trainer.states
+    if transform is not None:
+        variables = trainer.map_variables(transform)
     if variables is not None:
         if trainer.strategy == "sequential":
             states = [s._replace(**v) for s, v in zip(states, variables, strict=True)]
@@ -414,11 +461,10 @@ def eval_function(
     """
     if strategy == "sequential":
         steps = [
-            jax.jit(
-                functools.partial(train.eval_step, model=recipe.model(a, conv_impl))
-            )
+            jax.jit(functools.partial(
+                train.eval_step, model=recipe.model(a, conv_impl)))
             for a in members
-        ]
+        ]  # fmt: skip
 
         def run(states, images, labels, mask):
             return stack(
@@ -445,7 +491,7 @@ def eval_function(
 
 
 def autotune(
-    bucket: population.Bucket,
+    bucket: buckets.Bucket,
     recipe: Recipe,
     *,
     batch_size: int,

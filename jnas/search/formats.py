@@ -23,8 +23,6 @@ from jnas import nn, precision, results
 from jnas.population import step as train
 from jnas.search import loop as search
 
-FILE = "formats.jsonl"
-
 
 def grid(
     exponents: Sequence[int], mantissas: Sequence[int]
@@ -89,11 +87,10 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
                 f"config.splits item {split!r} is not one of {', '.join(datasets)}"
             )
     formats = [None, *grid(config.exponents, config.mantissas)]
-    done = {(r["hash"], r["format"]) for r in results.iter_records(workdir / FILE)}
-    out_path = workdir / FILE
+    done = {(r["hash"], r["format"]) for r in results.format_rows(workdir)}
     for n, record in enumerate(records, 1):
         arch = arch_lib.from_dict(record["arch"])
-        variables = search.load_checkpoint(workdir, record["hash"])
+        variables = results.load_checkpoint(workdir, record["hash"])
         for fmt in formats:
             name = "float32" if fmt is None else str(fmt)
             if (record["hash"], name) in done:
@@ -108,6 +105,6 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
                 row[split] = accuracy(
                     arch, rounded, datasets[split], config.eval_batch_size
                 )
-            results.append_line(out_path, row)
+            results.append_format_rows(workdir, [row])
         logging.info("formats: %d/%d candidates swept", n, len(records))
-    return list(results.iter_records(out_path))
+    return results.format_rows(workdir)

@@ -53,7 +53,7 @@ from jnas import (
     spaces,
 )
 from jnas.data import pipeline
-from jnas.population import engine
+from jnas.population import engine, sharding
 from jnas.population import step as train
 
 MODES = ("random", "narrow")
@@ -571,52 +571,8 @@ def train_and_evaluate_bucket(
     return trainer, out
 
 
-def _quiet_orbax() -> None:
-    """Drops orbax's INFO lines (about 25 per checkpoint) from absl's log."""
-
-    def keep(record) -> bool:
-        return record.levelno >= 30 or "orbax" not in record.pathname
-
-    absl_logger = logging.get_absl_logger()
-    if not any(getattr(f, "jnas_orbax", False) for f in absl_logger.filters):
-        keep.jnas_orbax = True
-        absl_logger.addFilter(keep)
-
-
-def save_checkpoint(workdir: Path, arch_hash: str, variables: Any) -> Path:
-    """Writes a candidate's trained variables as an orbax checkpoint.
-
-    A leftover directory of a killed write is replaced.
-    """
-    import orbax.checkpoint as ocp  # slow import: only when saving
-
-    _quiet_orbax()
-    path = (workdir / "checkpoints" / arch_hash).absolute()
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if jax.process_count() > 1:  # orbax saves from process 0 only
-        return distributed.save_local_checkpoint(path, variables)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(path, jax.tree.map(np.asarray, variables))
-        ckptr.wait_until_finished()
-    return path
-
-
-def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
-    """Reads back a candidate's variables written by `save_checkpoint`."""
-    import orbax.checkpoint as ocp
-
-    _quiet_orbax()
-    path = (Path(workdir) / "checkpoints" / arch_hash).absolute()
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint for candidate {arch_hash} at {path}")
-    if (path / distributed.LOCAL_CHECKPOINT).exists():  # a multi-process run's
-        return distributed.load_local_checkpoint(path)
-    with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(path)
+save_checkpoint = results.save_checkpoint
+load_checkpoint = results.load_checkpoint
 
 
 # ------------------------------------------------------------------------ run
@@ -682,9 +638,9 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     distributed.barrier("jnas_config")
     if pid != 0:
         results.write_config(workdir, saved)  # checks it is the same
-    store = results.Store(workdir, distributed.shard_name(pid, nproc))
+    store = results.Store(workdir, results.shard_name(pid, nproc))
     dist = config.get("distributed")
-    mesh = distributed.mesh_from_config(dist) if dist is not None else None
+    mesh = sharding.mesh_from_config(dist) if dist is not None else None
     engine.enable_compilation_cache(config.compilation_cache or None)
     predictor = load_predictor(config)
     recipe = make_recipe(config)
@@ -740,7 +696,7 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             if not todo:
                 continue
             if datasets is None:
-                device = None if mesh is None else distributed.replicated(mesh)
+                device = None if mesh is None else sharding.replicated(mesh)
                 datasets, _ = load_data(config, device)
             bucket_seed = _seed_of(bucket.members[0].hash, config.seed + round_index)
             trainer, fields = train_and_evaluate_bucket(
@@ -788,7 +744,7 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     final = results.load(workdir)
     if nproc > 1:
         if pid == 0:
-            distributed.merge_results(workdir, final)
+            results.merge_shards(workdir, final)
         distributed.barrier("jnas_merged")
     return final
 
