@@ -70,9 +70,11 @@ def initialize(config: Any) -> bool:
     )
     logging.info(
         "jax.distributed: process %d of %d, %d local devices, %d in all",
-        jax.process_index(), jax.process_count(),
-        jax.local_device_count(), jax.device_count(),
-    )  # fmt: skip
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True
 
 

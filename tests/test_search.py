@@ -17,6 +17,7 @@ from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import precision, results, search, spaces
 from jnas.search import formats as posttraining
+from jnas.search import sampling
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +115,7 @@ def test_narrowed_box_spans_the_best_feasible_arguments():
     ]
     box = search.narrowed_box(records, top_fraction=0.5, margin=0.0)[("resnext", "s3")]
     flats = [
-        search.loop._flat_args(spaces.sampled_args("resnext", "s3", i)) for i in (0, 1)
+        sampling._flat_args(spaces.sampled_args("resnext", "s3", i)) for i in (0, 1)
     ]
     for key, (lo, hi) in box.items():
         assert lo == min(f[key] for f in flats) - 1

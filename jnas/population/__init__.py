@@ -2,7 +2,8 @@
 
 Modules: `step` (one candidate's pure train and eval steps), `buckets`
 (planning, padding and exact masks), `engine` (strategies, convolution
-lowerings, the compiled-program cache, the bucket trainer).
+lowerings, the compiled-program cache, the bucket trainer), `sharding`
+(candidates over a device mesh). Design and figures: docs/population.md.
 """
 
 from jnas.population.buckets import (
@@ -15,14 +16,26 @@ from jnas.population.buckets import (
     memory_bytes,
     plan,
 )
+from jnas.population.engine import (
+    BucketTrainer,
+    Recipe,
+    choose_plan,
+    evaluate,
+    train_bucket,
+)
 
 __all__ = [
     "Bucket",
+    "BucketTrainer",
     "Layout",
+    "Recipe",
     "bucket_key",
+    "choose_plan",
     "embed",
+    "evaluate",
     "extract",
     "make_bucket",
     "memory_bytes",
     "plan",
+    "train_bucket",
 ]

@@ -425,8 +425,13 @@ def evaluate(
       float [candidates] accuracies.
     """
     bucket = trainer.bucket
-    fn = eval_function(trainer.recipe, bucket.padded, bucket.members,
-                       trainer.strategy, trainer.conv_impl)  # fmt: skip
+    fn = eval_function(
+        trainer.recipe,
+        bucket.padded,
+        bucket.members,
+        trainer.strategy,
+        trainer.conv_impl,
+    )
     if trainer.mesh is not None:  # per shard of candidates
         fn = sharding.shard_eval(fn, trainer.mesh)
     states = trainer.states
@@ -461,10 +466,11 @@ def eval_function(
     """
     if strategy == "sequential":
         steps = [
-            jax.jit(functools.partial(
-                train.eval_step, model=recipe.model(a, conv_impl)))
+            jax.jit(
+                functools.partial(train.eval_step, model=recipe.model(a, conv_impl))
+            )
             for a in members
-        ]  # fmt: skip
+        ]
 
         def run(states, images, labels, mask):
             return stack(

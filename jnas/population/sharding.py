@@ -73,9 +73,11 @@ def mesh_from_config(config: Any) -> Mesh | None:
         return None
     logging.info(
         "mesh: candidates=%d data=%d over %d local devices (%s)",
-        mesh.shape[CANDIDATES], mesh.shape[DATA], jax.local_device_count(),
+        mesh.shape[CANDIDATES],
+        mesh.shape[DATA],
+        jax.local_device_count(),
         jax.default_backend(),
-    )  # fmt: skip
+    )
     return mesh
 
 

@@ -1,36 +1,42 @@
 """The constrained search: config checks, sampling, constraints, training,
 format search and records, resumable; the replay of the release.
 
-Modules: `loop` (`run`, the paper's workflow), `formats` (post-training
-format sweeps), `replay` (the released configurations without training).
+Modules: `config` (validation; config groups to library values), `sampling`
+(seeded rounds, narrowing), `constraints` (costs, filter, feasibility),
+`formats` (format search and post-training sweeps), `loop` (`run`, the
+paper's workflow), `replay` (the released configurations without training).
+Design: docs/search.md.
 """
 
-from jnas.search.loop import (
-    E_GRID,
+from jnas.results import load_checkpoint, save_checkpoint
+from jnas.search.config import (
     LATENCY_SOURCES,
-    M_GRID,
     MEMORY_FORMATS,
     MODES,
     STRATEGY_CHOICES,
+    load_data,
+    make_recipe,
+    validate,
+)
+from jnas.search.constraints import (
+    Constraints,
     NoFeasibleCandidatesError,
     costs,
     feasible,
+    load_predictor,
+    memory_format,
+    satisfies,
+)
+from jnas.search.formats import (
+    E_GRID,
+    M_GRID,
+    evaluate_formats,
     format_grid_by_bits,
     format_search,
-    load_checkpoint,
-    load_data,
-    load_predictor,
-    make_recipe,
-    memory_format,
-    narrowed_box,
     quantize_variables,
-    run,
-    sample_round,
-    satisfies,
-    save_checkpoint,
-    train_and_evaluate_bucket,
-    validate,
 )
+from jnas.search.loop import make_record, run
+from jnas.search.sampling import narrowed_box, sample_round
 
 __all__ = [
     "E_GRID",
@@ -39,14 +45,17 @@ __all__ = [
     "MEMORY_FORMATS",
     "MODES",
     "STRATEGY_CHOICES",
+    "Constraints",
     "NoFeasibleCandidatesError",
     "costs",
+    "evaluate_formats",
     "feasible",
     "format_grid_by_bits",
     "format_search",
     "load_checkpoint",
     "load_data",
     "load_predictor",
+    "make_record",
     "make_recipe",
     "memory_format",
     "narrowed_box",
@@ -55,6 +64,5 @@ __all__ = [
     "sample_round",
     "satisfies",
     "save_checkpoint",
-    "train_and_evaluate_bucket",
     "validate",
 ]

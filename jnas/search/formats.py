@@ -1,27 +1,122 @@
-"""Post-training format sweeps: trained checkpoints under a grid of formats.
+"""Number formats after training: the per-model format search and the
+post-training sweep of checkpoints under a grid of formats.
 
-`launch/formats.py` re-evaluates the candidates of a finished search (their
-orbax checkpoints and arch JSON from the workdir) with every stored value
-rounded to each FloatFormat of a grid, without retraining. Results go to
-``<workdir>/formats.jsonl``, one line per (candidate, format), appended and
+`format_search` finds, per candidate, the format with the fewest bits whose
+validation accuracy is within a tolerance of float32 (every stored value,
+parameters and BatchNorm statistics, rounded by `quantize_variables`).
+
+`sweep` (``launch/formats.py``) re-evaluates the candidates of a finished
+search (their checkpoints and arch JSON from the workdir) under each format
+of a grid, without retraining. Its rows go to the workdir's
+``formats.jsonl`` (`jnas.results`), one per (candidate, format), appended and
 fsynced, so a killed sweep resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
+from jax.flatten_util import ravel_pytree
 
 from jnas import arch as arch_lib
-from jnas import nn, precision, results
+from jnas import cost, nn, precision, results
+from jnas.data import pipeline
+from jnas.population import engine
 from jnas.population import step as train
-from jnas.search import loop as search
+from jnas.search import config as config_lib
+
+E_GRID = range(2, 9)
+M_GRID = range(0, 24)
+
+
+@functools.cache
+def _vector_quantizer(fmt: precision.FloatFormat) -> Callable:
+    return jax.jit(functools.partial(precision.quantize, fmt=fmt))
+
+
+def quantize_variables(variables: Any, fmt: precision.FloatFormat | None) -> Any:
+    """Every stored value (params and BN statistics) rounded to `fmt`.
+
+    The values are flattened into one float32 vector padded to a power of two,
+    so one compiled rounding per format serves every network of a search
+    (the format search evaluates dozens of formats per bucket).
+    """
+    if fmt is None:
+        return variables
+    flat, unravel = ravel_pytree(variables)
+    n = flat.shape[0]
+    size = 1 << max(10, (n - 1).bit_length())
+    padded = jnp.zeros(size, jnp.float32).at[:n].set(flat.astype(jnp.float32))
+    rounded = _vector_quantizer(fmt)(padded)[:n].astype(flat.dtype)
+    return unravel(rounded)
+
+
+def format_grid_by_bits() -> list[list[precision.FloatFormat]]:
+    """The grid E in 2..8, M in 0..23, grouped by total bits (increasing)."""
+    by_bits: dict[int, list[precision.FloatFormat]] = {}
+    for e in E_GRID:
+        for m in M_GRID:
+            fmt = precision.FloatFormat(e, m)
+            by_bits.setdefault(fmt.bits, []).append(fmt)
+    return [by_bits[b] for b in sorted(by_bits)]
+
+
+def format_search(
+    evaluate: Callable[[precision.FloatFormat | None], np.ndarray],
+    reference: np.ndarray,
+    tolerance: float,
+) -> tuple[list[precision.FloatFormat], list[list[dict[str, Any]]]]:
+    """Per candidate, the format with the fewest bits within `tolerance`.
+
+    Walks the grid in increasing total bits and stops once every candidate has
+    a format, so the answer is exactly the grid's minimum without assuming that
+    accuracy grows with bits. Among passing formats of the same width the one
+    with the best validation accuracy wins (then more exponent bits).
+
+    Args:
+      evaluate: format -> validation accuracy of every candidate (weights and
+        statistics rounded to it).
+      reference: float32 validation accuracy per candidate.
+      tolerance: allowed accuracy drop (absolute, e.g. 0.01 = one point).
+
+    Returns:
+      (chosen format per candidate, per candidate the list of evaluations
+      {"format", "bits", "val"} made on the way).
+    """
+    n = len(reference)
+    chosen: list[precision.FloatFormat | None] = [None] * n
+    grid: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for formats in format_grid_by_bits():
+        best: list[tuple[float, int] | None] = [None] * n
+        for fmt in formats:
+            accs = evaluate(fmt)
+            for i in range(n):
+                if chosen[i] is not None:
+                    continue
+                grid[i].append(
+                    {"format": str(fmt), "bits": fmt.bits, "val": float(accs[i])}
+                )
+                if accs[i] >= reference[i] - tolerance - 1e-12:
+                    score = (float(accs[i]), fmt.exponent_bits)
+                    if best[i] is None or score > best[i][0]:
+                        best[i] = (score, fmt)
+        for i in range(n):
+            if chosen[i] is None and best[i] is not None:
+                chosen[i] = best[i][1]
+        if all(c is not None for c in chosen):
+            break
+    return chosen, grid
+
+
+# ------------------------------------------------------- post-training sweep
 
 
 def grid(
@@ -54,8 +149,6 @@ def _eval_fn(arch: arch_lib.Arch):
 
 def accuracy(arch: arch_lib.Arch, variables: Any, ds, batch_size: int) -> float:
     """Accuracy of one network with the given variables on a device dataset."""
-    from jnas.data import pipeline
-
     fn = _eval_fn(arch)
     correct = count = 0
     for images, labels, mask in pipeline.eval_batches(ds, batch_size):
@@ -80,7 +173,7 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ValueError(f"{workdir} holds no search results to re-evaluate")
     search_config = ml_collections.ConfigDict(results.read_config(workdir))
-    datasets, _ = search.load_data(search_config)
+    datasets, _ = config_lib.load_data(search_config)
     for split in config.splits:
         if split not in datasets:
             raise ValueError(
@@ -95,7 +188,7 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             name = "float32" if fmt is None else str(fmt)
             if (record["hash"], name) in done:
                 continue
-            rounded = search.quantize_variables(variables, fmt)
+            rounded = quantize_variables(variables, fmt)
             row = {
                 "hash": record["hash"],
                 "format": name,
@@ -108,3 +201,57 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             results.append_format_rows(workdir, [row])
         logging.info("formats: %d/%d candidates swept", n, len(records))
     return results.format_rows(workdir)
+
+
+def evaluate_formats(
+    trainer: engine.BucketTrainer,
+    datasets: dict[str, pipeline.DeviceDataset],
+    *,
+    batch_size: int,
+    tolerance: float,
+) -> list[dict[str, Any]]:
+    """A trained bucket's accuracies in float32, half and its per-model formats.
+
+    Runs `format_search` on the validation split, then the test split in each
+    chosen format. Every evaluation runs the bucket's own compiled program on
+    rounded copies of the trained variables.
+
+    Returns:
+      Per member: "accuracy" ({"float32"|"half"|"custom": {"val", "test"}}),
+      "custom_format" (text), "format_grid" (the search's evaluations) and
+      "memory_custom" (bytes of the params in the chosen format).
+    """
+
+    def accuracy(split: str, fmt: precision.FloatFormat | None) -> np.ndarray:
+        return engine.evaluate(
+            trainer,
+            datasets[split],
+            batch_size=batch_size,
+            transform=functools.partial(quantize_variables, fmt=fmt),
+        )
+
+    val32 = accuracy("val", None)
+    chosen, grids = format_search(lambda f: accuracy("val", f), val32, tolerance)
+    per_format = {
+        "float32": {"val": val32, "test": accuracy("test", None)},
+        "half": {
+            "val": accuracy("val", precision.HALF),
+            "test": accuracy("test", precision.HALF),
+        },
+    }
+    custom_test = {fmt: accuracy("test", fmt) for fmt in set(chosen)}
+    out = []
+    for i, arch in enumerate(trainer.bucket.members):
+        fmt = chosen[i]
+        acc = {k: {s: float(v[s][i]) for s in v} for k, v in per_format.items()}
+        val_custom = next(g["val"] for g in grids[i] if g["format"] == str(fmt))
+        acc["custom"] = {"val": val_custom, "test": float(custom_test[fmt][i])}
+        out.append(
+            {
+                "accuracy": acc,
+                "custom_format": str(fmt),
+                "format_grid": grids[i],
+                "memory_custom": cost.memory_bytes(arch, fmt),
+            }
+        )
+    return out

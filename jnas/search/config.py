@@ -1,0 +1,174 @@
+"""Checking a search config before anything is written, and turning its groups
+into the plain values the library takes (`make_recipe`, `load_data`).
+
+`validate` names the bad key and what is allowed; `experiments/quickstart.py`
+documents every key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jnas import data, distributed, spaces
+from jnas.data import pipeline
+from jnas.population import engine
+from jnas.population import step as train
+
+MODES = ("random", "narrow")
+MEMORY_FORMATS = ("float32", "half", "custom")
+STRATEGY_CHOICES = ("rule", "autotune", *engine.STRATEGIES)
+LATENCY_SOURCES = ("raspi3b", "none")  # or a path to a saved predictor
+
+
+def _allowed(key: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f"config.{key}={value!r} is not allowed; use one of "
+            f"{', '.join(map(repr, allowed))}"
+        )
+
+
+def _positive(key: str, value: Any, *, integer: bool = False, zero: bool = False):
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(
+        value, bool
+    )
+    if not ok or not (value >= 0 if zero else value > 0) or not math.isfinite(value):
+        kind = "an integer" if integer else "a number"
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"config.{key}={value!r} must be {kind} {bound}")
+
+
+def validate(config: Any) -> list[tuple[str, str]]:
+    """Checks a search config; returns its (space, law) pairs.
+
+    Raises:
+      ValueError: naming the bad key and what is allowed.
+    """
+    pairs = []
+    if not config.search.spaces:
+        raise ValueError("config.search.spaces is empty; give 'space:law' items")
+    for item in config.search.spaces:
+        if not isinstance(item, str) or item.count(":") != 1:
+            raise ValueError(
+                f"config.search.spaces item {item!r} must be 'space:law', "
+                f"e.g. 'resnext:s3'; spaces: {', '.join(spaces.names())}"
+            )
+        space, law = item.split(":")
+        try:
+            space = spaces.canonical(space)
+        except ValueError as e:
+            raise ValueError(f"config.search.spaces: {e}") from None
+        _allowed("search.spaces law of " + space, law, spaces.laws(space))
+        pairs.append((space, law))
+    _allowed("search.mode", config.search.mode, MODES)
+    _positive("search.rounds", config.search.rounds, integer=True)
+    _positive(
+        "search.candidates_per_round", config.search.candidates_per_round, integer=True
+    )
+    _allowed(
+        "constraints.memory_format", config.constraints.memory_format, MEMORY_FORMATS
+    )
+    for key in ("memory_bytes", "latency_ms", "flops"):  # 0 = no bound
+        _positive(f"constraints.{key}", config.constraints[key], zero=True)
+    _positive("train.steps", config.train.steps, integer=True)
+    _positive("train.batch_size", config.train.batch_size, integer=True)
+    _positive("train.lr", config.train.lr)
+    _positive("train.log_every", config.train.log_every, integer=True)
+    _allowed("train.schedule", config.train.schedule, train.SCHEDULES)
+    _allowed("train.augment", config.train.augment, (True, False))
+    _allowed("train.strategy", config.train.strategy, STRATEGY_CHOICES)
+    _allowed("train.conv_impl", config.train.conv_impl, ("auto", *engine.CONV_IMPLS))
+    _positive("train.max_waste", config.train.max_waste, zero=True)
+    _positive("formats.tolerance", config.formats.tolerance, zero=True)
+    _validate_distributed(config.get("distributed"))
+    bits = config.formats.min_bits_for_memory
+    if not isinstance(bits, int) or not 3 <= bits <= 32:
+        raise ValueError(
+            f"config.formats.min_bits_for_memory={bits!r} must be an int in 3..32"
+        )
+    source = config.latency.predictor
+    if source not in LATENCY_SOURCES and not Path(source).is_file():
+        raise ValueError(
+            f"config.latency.predictor={source!r} is neither one of "
+            f"{', '.join(LATENCY_SOURCES)} nor an existing predictor file"
+        )
+    if config.constraints.latency_ms and source == "none":
+        raise ValueError(
+            "config.constraints.latency_ms is set but config.latency.predictor is "
+            "'none'; give a predictor ('raspi3b' or a file) or set it to None"
+        )
+    return pairs
+
+
+def _validate_distributed(dist: Any) -> None:
+    # jnas.distributed keys; device counts are checked by make_mesh at run time.
+    if dist is None:
+        return
+    _allowed("distributed.initialize", dist.initialize, distributed.INIT_MODES)
+    cand = dist.mesh_candidates
+    if (
+        not isinstance(cand, int)
+        or isinstance(cand, bool)
+        or not (cand == -1 or cand >= 1)
+    ):
+        raise ValueError(
+            f"config.distributed.mesh_candidates={cand!r} must be -1 (every "
+            "local device the data axis leaves) or an integer >= 1"
+        )
+    _positive("distributed.mesh_data", dist.mesh_data, integer=True)
+    _positive("distributed.num_processes", dist.num_processes, integer=True, zero=True)
+    pid = dist.process_id
+    if not isinstance(pid, int) or pid < -1:
+        raise ValueError(
+            f"config.distributed.process_id={pid!r} must be -1 (from the "
+            "environment) or an integer >= 0"
+        )
+    address = dist.coordinator_address
+    if address and (not isinstance(address, str) or address.count(":") < 1):
+        raise ValueError(
+            f"config.distributed.coordinator_address={address!r} must be "
+            "'host:port' or '' (from the environment)"
+        )
+
+
+def make_recipe(config: Any) -> engine.Recipe:
+    """The training recipe of the config (optimiser, schedule, QAT formats)."""
+    opts = {}
+    if config.train.qat_format:
+        opts["weight_format"] = config.train.qat_format
+    return engine.Recipe(
+        tx=train.make_optimizer(
+            momentum=config.train.momentum, weight_decay=config.train.weight_decay
+        ),
+        schedule=train.make_schedule(config.train.schedule, config.train.steps),
+        model_options=tuple(sorted(opts.items())),
+    )
+
+
+def load_data(
+    config: Any, device: Any = None
+) -> tuple[dict[str, pipeline.DeviceDataset], Any]:
+    """The train/val/test splits of config.data, on the device.
+
+    `device`: a device or sharding (replicated over a mesh); default device.
+    """
+    cfg = config.data
+    kwargs = {"image_shape": tuple(cfg.image_shape), "fit": cfg.fit}
+    if cfg.data_dir:
+        kwargs["data_dir"] = cfg.data_dir
+    if cfg.source:
+        kwargs["source"] = cfg.source
+    splits, meta = data.load_train_val_test(
+        cfg.name, num_val=cfg.num_val, seed=config.seed, **kwargs
+    )
+    if cfg.max_train:
+        x, y = splits["train"]
+        splits["train"] = (x[: cfg.max_train], y[: cfg.max_train])
+    ds = {
+        k: pipeline.put_on_device(x, y, meta, device=device)
+        for k, (x, y) in splits.items()
+    }
+    return ds, meta
