@@ -1,46 +1,54 @@
 """Latency: measuring networks on a device, reading measurement tables, and
 the roofline predictor (features, fit, save/load, held-out evaluation).
 
-Modules: `measurement` (timing networks on this device), `roofline` (the
-predictor and its features), `fitting` (fitting it to measurements),
+Modules: `measurement` (timing networks on this device), `tables` (the
+release's tables and calibration files), `roofline` (the predictor and its
+features), `fitting` (fitting it to measurements), `raspi3b` (the Raspberry
+Pi 3B+ recipe and shipped predictor), `metrics` (held-out accuracy),
 `calibration` (the measure-then-fit workflow of `launch/calibrate.py`).
+Design and figures: docs/latency.md.
 """
 
+from jnas.latency.fitting import check_physical, fit
 from jnas.latency.measurement import (
-    PI_ASSET,
-    PI_FIT_OPTIONS,
     PIN_FLAGS,
-    STATISTICS,
-    Entry,
     Measurement,
-    Predictor,
-    calibration_record,
     compile_forward,
-    evaluate,
-    fit,
-    fit_pi_table,
-    format_metrics,
     host_description,
-    load,
     measure,
     measure_many,
     pin_threads,
-    raspi3b_predictor,
-    read_calibration,
-    read_release_table,
-    tick_spreads,
     untrained_variables,
+)
+from jnas.latency.metrics import evaluate, format_metrics
+from jnas.latency.raspi3b import (
+    PI_ASSET,
+    PI_FIT_OPTIONS,
+    fit_pi_table,
+    raspi3b_predictor,
+    tick_spreads,
+)
+from jnas.latency.roofline import Device, Predictor, load
+from jnas.latency.tables import (
+    STATISTICS,
+    Entry,
+    calibration_record,
+    read_calibration,
+    read_json_list,
+    read_release_table,
 )
 
 __all__ = [
+    "PIN_FLAGS",
     "PI_ASSET",
     "PI_FIT_OPTIONS",
-    "PIN_FLAGS",
     "STATISTICS",
+    "Device",
     "Entry",
     "Measurement",
     "Predictor",
     "calibration_record",
+    "check_physical",
     "compile_forward",
     "evaluate",
     "fit",
@@ -53,6 +61,7 @@ __all__ = [
     "pin_threads",
     "raspi3b_predictor",
     "read_calibration",
+    "read_json_list",
     "read_release_table",
     "tick_spreads",
     "untrained_variables",

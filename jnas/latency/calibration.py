@@ -3,10 +3,10 @@
 ``calibrate_and_fit(config, workdir)`` is what ``launch/calibrate.py`` runs. Its
 workdir holds:
 - ``calibration.jsonl`` / ``evaluation.jsonl``: one JSON line per measured
-  network (``latency.calibration_record``), appended and flushed as each chunk
+  network (``tables.calibration_record``), appended and flushed as each chunk
   is done (the two sets are measured interleaved, ``measure_to_files``), so a
   killed run loses at most one chunk; a rerun skips measured arch hashes;
-- ``predictor.json``: the fitted predictor (``latency.load``);
+- ``predictor.json``: the fitted predictor (``jnas.latency.load``);
 - ``metrics.json``: held-out accuracy and the fitted table; ``config.json``.
 
 Remote devices (e.g. a 64-bit Raspberry Pi with jax installed) run the
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import spaces
-from jnas.latency import measurement as latency
-from jnas.latency import roofline
+from jnas import results, spaces
+from jnas.latency import fitting, measurement, roofline, tables
+from jnas.latency import metrics as metrics_lib
 
 MODES = ("all", "measure", "fit")
 CALIBRATION, EVALUATION = "calibration.jsonl", "evaluation.jsonl"
@@ -60,7 +59,7 @@ def local_device(cores: int = 1) -> roofline.Device:
         pass
     hz = mhz * 1e6
     # float32 lanes of the widest vectors. 16 on AVX-512 parts fitted this
-    # VM's timings better than 8 in cross-validation (BUILD_NOTES.md).
+    # VM's timings better than 8 in cross-validation (docs/latency.md).
     lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
     # Random 96/204 splits of 600 networks measured here: within +-10% 92-94%
     # with pack lanes 8 against 89-90% with 16 or without the feature.
@@ -130,10 +129,8 @@ def _measured_hashes(path: Path) -> set[str]:
     """Arch hashes already in a calibration file (a truncated last line is cut)."""
     if not path.exists():
         return set()
-    text = path.read_text()
-    if text and not text.endswith("\n"):  # a kill mid-write: drop the stub
-        path.write_text(text[: text.rfind("\n") + 1])
-    return {e.arch.hash for e in latency.read_calibration(path)}
+    results.cut_torn_tail(path)  # a kill mid-write: drop the stub
+    return {e.arch.hash for e in tables.read_calibration(path)}
 
 
 def measure_to_files(
@@ -150,7 +147,7 @@ def measure_to_files(
     and the evaluation set) are interleaved in proportion, so every chunk holds
     some of each: slow drifts of a shared machine (other tenants, clocks) then
     touch both sets alike instead of biasing one against the other. Each chunk
-    is compiled together and timed interleaved (``latency.measure_many``); every
+    is compiled together and timed interleaved (``measurement.measure_many``); every
     record is flushed and fsynced to its job's file as soon as its chunk is done.
     """
     todo = []
@@ -165,12 +162,9 @@ def measure_to_files(
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         t0 = time.perf_counter()
-        measured = latency.measure_many([a for _, a, _ in part], **measure_kwargs)
+        measured = measurement.measure_many([a for _, a, _ in part], **measure_kwargs)
         for (_, net, path), m in zip(part, measured, strict=True):
-            with path.open("a") as f:
-                f.write(json.dumps(latency.calibration_record(net, m, host)) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            results.append_line(path, tables.calibration_record(net, m, host))
         log_fn(f"  {start + len(part)}/{len(todo)} in {time.perf_counter() - t0:.0f} s")
 
 
@@ -194,11 +188,11 @@ def calibrate_and_fit(
         raise ValueError(f"config.mode={config.mode!r}; allowed: {MODES}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json(indent=1) + "\n")
+    results.atomic_write(workdir / "config.json", config.to_json(indent=1) + "\n")
     if config.mode != "fit":
         if config.pin_threads:
             cpu = None if config.cpu < 0 else config.cpu
-            pinned = latency.pin_threads(cpu, config.xla_flags.split())
+            pinned = measurement.pin_threads(cpu, config.xla_flags.split())
             log_fn(f"pinned: {pinned}")
         pairs = parse_space_laws(config.spaces)
         calib = sample_candidates(pairs, config.n_calibration, seed=config.seed)
@@ -209,7 +203,7 @@ def calibrate_and_fit(
             exclude={a.hash for a in calib},
         )
         # What is measured is the network as lowered with this conv_impl.
-        host = latency.host_description() | {"conv_impl": config.conv_impl}
+        host = measurement.host_description() | {"conv_impl": config.conv_impl}
         log_fn(f"host: {host}")
         kwargs = {
             "conv_impl": config.conv_impl,
@@ -260,14 +254,14 @@ def fit_and_evaluate(
     config: Any, workdir: Path, log_fn: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Fits on ``calibration.jsonl``, evaluates on ``evaluation.jsonl``, saves."""
-    calib = latency.read_calibration(workdir / CALIBRATION, statistic=config.statistic)
+    calib = tables.read_calibration(workdir / CALIBRATION, statistic=config.statistic)
     evals = []
     if (workdir / EVALUATION).exists():
-        evals = latency.read_calibration(
+        evals = tables.read_calibration(
             workdir / EVALUATION, statistic=config.statistic
         )
     t0 = time.perf_counter()
-    predictor = latency.fit(
+    predictor = fitting.fit(
         [e.arch for e in calib],
         [e.latency_ms for e in calib],
         spreads_ms=None,
@@ -284,24 +278,25 @@ def fit_and_evaluate(
         "statistic": config.statistic,
         "table": predictor.to_dict()["kinds"],
     }
-    log_fn(f"calibration (in-sample): {latency.format_metrics(metrics['calibration'])}")
+    log_fn(
+        f"calibration (in-sample): {metrics_lib.format_metrics(metrics['calibration'])}"
+    )
     if evals:
         metrics["evaluation"] = _metrics(predictor, evals)
-        log_fn(f"held-out: {latency.format_metrics(metrics['evaluation'])}")
+        log_fn(f"held-out: {metrics_lib.format_metrics(metrics['evaluation'])}")
         metrics["per_space"] = {}
         for space in sorted({e.source["space"] for e in evals}):
             sub = [e for e in evals if e.source["space"] == space]
             metrics["per_space"][space] = _metrics(predictor, sub)
-            log_fn(
-                f"  {space:12s} {latency.format_metrics(metrics['per_space'][space])}"
-            )
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            line = metrics_lib.format_metrics(metrics["per_space"][space])
+            log_fn(f"  {space:12s} {line}")
+    results.atomic_write(workdir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 
-def _metrics(predictor: roofline.Predictor, entries: list[latency.Entry]) -> dict:
+def _metrics(predictor: roofline.Predictor, entries: list[tables.Entry]) -> dict:
     pred = predictor.predict_many([e.arch for e in entries])
-    out = latency.evaluate(pred, [e.latency_ms for e in entries])
+    out = metrics_lib.evaluate(pred, [e.latency_ms for e in entries])
     return {
         k: (v if not isinstance(v, float) or math.isfinite(v) else None)
         for k, v in out.items()

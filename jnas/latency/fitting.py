@@ -1,4 +1,4 @@
-"""Fitting the roofline predictor (``jnas.roofline``) to whole-network latencies.
+"""Fitting the roofline predictor (``roofline``) to whole-network latencies.
 
 Only network totals are measured, so every per-kind parameter is inferred from
 how kinds mix across networks. The fit:

@@ -1,140 +1,38 @@
-"""Latency: measuring networks on this device, reading measurement tables, and
-the roofline predictor's public surface (fit, load, evaluate).
+"""Timing networks on this device.
 
 Measurement protocol (``measure``, ``measure_many``): the network is built with
 ``jnas.nn`` and untrained (initial) weights, its eval forward pass is jitted and
 compiled ahead of time, each call is blocked until the result is ready, warm-up
 calls are discarded, and the timed calls are summarised (median, mean, std, min;
 the raw samples are kept). Which statistic is "the latency" is the reader's
-choice (``read_calibration(statistic=...)``): the median on a quiet device, the
-minimum on a shared one, where other jobs only ever add time. The host
-description records the processor, XLA flags, CPU affinity and the load
+choice (``tables.read_calibration(statistic=...)``): the median on a quiet
+device, the minimum on a shared one, where other jobs only ever add time. The
+host description records the processor, XLA flags, CPU affinity and the load
 average, so a calibration file says where and how it was measured.
 
 Thread pinning has to happen before JAX creates its CPU backend (the XLA flags
 are read once): call ``pin_threads()`` first thing, or run under
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0``.
-
-The predictor itself is ``jnas.roofline`` (model, save/load) and
-``jnas.latency_fit`` (fitting); ``fit`` and ``load`` here are the entry points.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import spaces
-from jnas.latency import fitting as latency_fit
-from jnas.latency import roofline
 
 PIN_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
-STATISTICS = ("median_ms", "mean_ms", "min_ms")
-load = roofline.load
-Predictor = roofline.Predictor
 
 
-def fit(
-    archs: Sequence[arch_lib.Arch], latencies_ms: Sequence[float], **kwargs: Any
-) -> roofline.Predictor:
-    """Fits a roofline predictor; see ``latency_fit.fit`` for the options."""
-    return latency_fit.fit(archs, latencies_ms, **kwargs)
-
-
-# ------------------------------------------------- the Raspberry Pi predictor
-# Options of the Pi fit, chosen by 4-fold cross-validation inside the 20%
-# training splits of seeds 0-2 (benchmarks/latency_pi.py), never on test rows:
-# the default extras plus "spill" (traffic beyond the 512 KiB L2) for convs, a
-# weak prior between related kinds, and a 3% noise floor in the row weights.
-PI_FIT_OPTIONS: Mapping[str, Any] = {
-    "extras": {
-        k: (*roofline.DEFAULT_EXTRAS.get(k, ()), "spill")
-        for k in ("conv_dense", "conv_1x1", "conv_depthwise", "conv_grouped")
-    },
-    "prior": 0.1,
-    "noise_floor": 0.03,
-}
-PI_ASSET = "raspi3b_predictor.json"
-
-
-def tick_spreads(
-    latencies_ms: Sequence[float],
-    spreads_ms: Sequence[float],
-    *,
-    tick_ms: float = 10.0,
-    window_ms: tuple[float, float] = (-0.5, 0.3),
-    floor: float = 0.1,
-) -> np.ndarray:
-    """Returns spreads with timings pinned to a scheduler tick marked imprecise.
-
-    On the Pi (Linux, HZ=100) some runs wait for the next 10 ms tick: their
-    timings sit just below a multiple of 10 ms (PNASNet s3: 38% of rows in
-    [9.5, 10.3) mod 10 against 8% by chance; one architecture measured at 26.7
-    and 39.9 ms, each with a tiny std). The std does not show this, so such a
-    row's spread is raised to at least ``floor`` times its latency, which
-    lowers its weight in the fit. Uses the measurements only, never a test row.
-
-    Args:
-      latencies_ms, spreads_ms: the table's times and spreads (ms).
-      tick_ms: the scheduler tick.
-      window_ms: (below, above) a multiple of the tick that counts as pinned.
-      floor: relative spread given to pinned rows.
-
-    Returns:
-      The adjusted spreads (ms), as an array.
-    """
-    y, s = np.asarray(latencies_ms, float), np.asarray(spreads_ms, float)
-    offset = np.mod(y, tick_ms)
-    pinned = (offset >= tick_ms + window_ms[0]) | (offset < window_ms[1])
-    return np.where(pinned, np.maximum(s, floor * y), s)
-
-
-def fit_pi_table(entries: Sequence[Entry]) -> roofline.Predictor:
-    """Fits the Raspberry Pi 3B+ predictor to release-table entries.
-
-    The recipe of the shipped predictor (``raspi3b_predictor``) and of the
-    held-out experiment in ``benchmarks/latency_pi.py``: ``PI_FIT_OPTIONS``,
-    rows weighted by ``tick_spreads``.
-    """
-    y = np.array([e.latency_ms for e in entries])
-    spread = tick_spreads(y, [e.spread_ms for e in entries])
-    predictor = fit(
-        [e.arch for e in entries],
-        y,
-        spreads_ms=spread,
-        device=roofline.RASPBERRY_PI_3B_PLUS,
-        **PI_FIT_OPTIONS,
-    )
-    info = dict(predictor.info, recipe="jnas.latency.fit_pi_table")
-    return dataclasses.replace(predictor, info=info)
-
-
-def raspi3b_predictor() -> roofline.Predictor:
-    """Returns the Raspberry Pi 3B+ predictor shipped with the package.
-
-    Fitted by ``fit_pi_table`` on all 1617 rows of the iotnets release's Pi
-    table (PyTorch, batch 1, float32); its held-out accuracy (fit on 20%) is in
-    BUILD_NOTES.md. Regenerate with
-    ``python benchmarks/latency_pi.py --save jnas/assets/raspi3b_predictor.json
-    --no-eval``.
-    """
-    from importlib import resources
-
-    text = resources.files("jnas").joinpath("assets").joinpath(PI_ASSET).read_text()
-    return roofline.from_dict(json.loads(text))
-
-
-# ----------------------------------------------------------------- measurement
 @dataclasses.dataclass(frozen=True)
 class Measurement:
     """Timings of one network (all in ms).
@@ -422,180 +320,3 @@ def measure_many(
         Measurement.from_samples(s, warmup=warmup, batch=batch, compile_s=c[1])
         for s, c in zip(samples, compiled, strict=True)
     ]
-
-
-# ------------------------------------------------------------------- ingestion
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One measured network from a table or calibration file.
-
-    Attributes:
-      arch: the network.
-      latency_ms: its latency (the release's mean, or our median).
-      spread_ms: the spread of its repeats (std), 0 if unknown.
-      source: provenance ({"space", "law", "index"}, host, ...).
-    """
-
-    arch: arch_lib.Arch
-    latency_ms: float
-    spread_ms: float
-    source: Mapping[str, Any]
-
-
-def _check_time(where: str, value: Any, *, positive: bool = True) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise ValueError(
-            f"{where}: time must be a finite number "
-            f"{'> 0' if positive else '>= 0'} (ms); got {value!r}"
-        )
-    return float(value)
-
-
-def read_release_table(path: str | Path) -> list[Entry]:
-    """Reads the release's measurement table (e.g. iotnets results_RaspPi.json).
-
-    Args:
-      path: a JSON list of objects with ``spacename``, ``law``, ``id``, ``t_avg``
-        and ``t_std`` (ms).
-
-    Returns:
-      One ``Entry`` per row, in file order, with the sampled architecture.
-
-    Raises:
-      ValueError: naming the row for a missing field, a bad time or a network
-        that cannot be sampled.
-    """
-    rows = json.loads(Path(path).read_text())
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of measurements")
-    entries = []
-    for i, row in enumerate(rows):
-        where = f"{path} row {i}"
-        missing = {"spacename", "law", "id", "t_avg", "t_std"} - set(row)
-        if missing:
-            raise ValueError(f"{where}: missing fields {sorted(missing)}")
-        try:
-            net = spaces.sample(row["spacename"], row["law"], row["id"])
-        except ValueError as err:
-            raise ValueError(f"{where}: cannot build the network: {err}") from None
-        entries.append(
-            Entry(
-                net,
-                _check_time(f"{where} t_avg", row["t_avg"]),
-                _check_time(f"{where} t_std", row["t_std"], positive=False),
-                dict(net.meta),
-            )
-        )
-    return entries
-
-
-def calibration_record(
-    arch: arch_lib.Arch, m: Measurement, host: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Returns one calibration-file line (JSON-ready) for a measured network."""
-    meta = dict(arch.meta)
-    return {
-        "hash": arch.hash,
-        "arch": arch.to_dict(),
-        "space": meta.get("space"),
-        "law": meta.get("law"),
-        "index": meta.get("index"),
-        "measurement": m.to_dict(),
-        "host": dict(host),
-    }
-
-
-def read_calibration(path: str | Path, *, statistic: str = "median_ms") -> list[Entry]:
-    """Reads a jnas calibration file (JSON lines, see ``calibration_record``).
-
-    Args:
-      path: the file; a truncated last line (a killed run) is skipped.
-      statistic: which measurement field is the latency ("median_ms",
-        "mean_ms" or "min_ms").
-
-    Returns:
-      One ``Entry`` per line, with ``std_ms`` as the spread.
-    """
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic={statistic!r}; allowed: {', '.join(STATISTICS)}")
-    entries = []
-    lines = Path(path).read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue  # interrupted write
-            raise ValueError(f"{path} line {i + 1}: not JSON") from None
-        where = f"{path} line {i + 1}"
-        try:
-            net, m = arch_lib.from_dict(rec["arch"]), rec["measurement"]
-            value, spread = m[statistic], m["std_ms"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{where}: missing field {err}") from None
-        if net.hash != rec.get("hash"):
-            raise ValueError(f"{where}: arch hash mismatch (file edited?)")
-        entries.append(
-            Entry(
-                net,
-                _check_time(f"{where} {statistic}", value),
-                _check_time(f"{where} std_ms", spread, positive=False),
-                {k: rec.get(k) for k in ("space", "law", "index", "host")},
-            )
-        )
-    return entries
-
-
-# ------------------------------------------------------------------ evaluation
-def evaluate(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dict:
-    """Accuracy metrics in the style of nn-Meter.
-
-    Args:
-      predicted_ms: predictions.
-      measured_ms: measurements (> 0), same length.
-
-    Returns:
-      {"n", "rmspe" (root mean squared percentage error, %), "within_5",
-      "within_10" (% of networks with |pred / meas - 1| <= 5%, 10%),
-      "median_ape" (%), "spearman" (rank correlation)}.
-    """
-    p = np.asarray(predicted_ms, dtype=float)
-    m = np.asarray(measured_ms, dtype=float)
-    if p.shape != m.shape or p.ndim != 1 or p.size == 0:
-        raise ValueError(
-            f"need two equal-length non-empty vectors; got {p.shape}, {m.shape}"
-        )
-    if not (np.all(np.isfinite(m)) and np.all(m > 0) and np.all(np.isfinite(p))):
-        raise ValueError("measurements must be finite and > 0, predictions finite")
-    err = p / m - 1
-    tol = 1e-12  # 0.9/1.0 - 1 is not exactly -0.1 in binary
-    return {
-        "n": int(p.size),
-        "rmspe": float(np.sqrt(np.mean(err**2)) * 100),
-        "within_5": float(np.mean(np.abs(err) <= 0.05 + tol) * 100),
-        "within_10": float(np.mean(np.abs(err) <= 0.10 + tol) * 100),
-        "median_ape": float(np.median(np.abs(err)) * 100),
-        "spearman": _spearman(p, m),
-    }
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2:
-        return float("nan")
-    from scipy import stats
-
-    return float(stats.spearmanr(a, b)[0])
-
-
-def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """Returns metrics as one line, e.g. for benchmark output."""
-    rho = metrics.get("spearman")
-    rho = "n/a" if rho is None or not math.isfinite(rho) else f"{rho:.4f}"
-    return (
-        f"n={metrics['n']:4d}  within10={metrics['within_10']:5.1f}%  "
-        f"within5={metrics['within_5']:5.1f}%  median={metrics['median_ape']:5.2f}%"
-        f"  rmspe={metrics['rmspe']:6.2f}%  spearman={rho}"
-    )

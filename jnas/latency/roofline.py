@@ -5,53 +5,15 @@ A network's latency is predicted as a sum over its IR nodes:
     node time    = max(F / P_k, B / BW_k) + c_k + sum_j e_kj * X_j
     network time = sum over nodes + c_0
 
-for the node's kind k (``cost.NodeCost.kind``: conv_dense, conv_1x1,
-conv_depthwise, conv_grouped, linear, maxpool, avgpool, batchnorm, relu, add,
-concat, flatten). P_k is a throughput in FLOP/s and BW_k a bandwidth in bytes/s
-(the roofline), c_k a per-call overhead (framework dispatch, allocation, thread
-fork/join), and X_j optional extra features of the node (``EXTRAS``) with
-non-negative costs e_kj, for work that neither FLOPs nor tensor bytes count:
-- "im2col": elements of the patch matrix a GEMM-based convolution builds,
-  C_in * kh * kw * H_out * W_out (PyTorch's THNN materialises it in a pass of
-  its own on the Pi);
-- "runs": contiguous pieces copied while building it from an NHWC tensor, one
-  per group, output pixel and kernel row: G * H_out * W_out * kh (Eigen's patch
-  extraction in XLA pays per piece: on this repo's x86 dev VM a 1x7 conv ran in
-  82 us where the 7x1 one with the same FLOPs took 104 us);
-- "groups": one library call per group (PyTorch 1.x loops over conv groups);
-- "channels" (output channels), "inputs" (input count): per-channel loops and
-  per-input copies, off by default;
-- "vector": SIMD multiply-accumulate instructions of a GEMM-based conv whose
-  output channels are packed in vectors of ``Device.channel_lanes`` lanes, then
-  one half vector, then one channel at a time (Eigen's GEMM kernel, which
-  XLA's CPU convolutions use): MACs per output channel x ``_row_blocks``. With
-  16 lanes a 7-channel conv takes 7 instructions per step and a 64-channel one
-  4; FLOPs alone miss that (fitted for this machine by ``jnas.calibration``);
-- "unaligned": patch elements (C_in * kh * kw * H_out * W_out) of a conv whose
-  per-group input channels are not a multiple of ``Device.pack_lanes``: the
-  patch packing of Eigen's convolution (XLA CPU) then goes element by element
-  instead of by vector (0 for the others; always 0 while ``pack_lanes`` is 1);
-- "spill": bytes of the node's traffic B beyond the device's last-level cache
-  (``Device.cache_bytes``), max(0, B - cache): the part that streams from DRAM
-  instead of the cache (fitted for the Pi's convs, 512 KiB L2, by
-  ``latency.fit_pi_table``; off by default).
+for the node's kind k (``KINDS``, from ``cost.NodeCost.kind``): F its FLOPs
+(a multiply-accumulate is one FLOP, the release's convention), B the bytes it
+moves in the deployment format, P_k a throughput, BW_k a bandwidth, c_k a
+per-call overhead, and X_j optional extra features (``EXTRAS``: im2col, runs,
+groups, channels, inputs, vector, unaligned, spill) with non-negative costs
+e_kj. What each feature counts, and why, is in docs/latency.md.
 
-Conventions (per node, batch 1):
-- F, FLOPs: a multiply-accumulate is ONE FLOP (the release's convention, so the
-  device peak must be stated in MAC/s: 5.6 GFLOP/s for the Pi). Convs: MACs (+1
-  per output element with a bias); linear: MACs; batchnorm: 2 per element;
-  relu: 1 per element; pools: output elements x kernel area; add: (inputs - 1)
-  x output elements; concat, flatten: 0. Unlike ``cost.flops``, the release's
-  ``counted`` flag is ignored: every ReLU and pool does its work on the device.
-- B, bytes moved: the values the node reads (conv/linear kernels and biases,
-  batchnorm scale, shift, mean and variance: no folding, as both PyTorch and
-  ``jnas.nn`` run BN separately), its inputs and its output, each tensor stored
-  in the deployment format (``precision.storage_bytes``). A convolution reads
-  its input as the patch matrix (each element once per kernel tap covering it),
-  which is what its GEMM streams: a 3x3 conv reads ~9x its input.
-
-This module holds no fitting code (``jnas.latency_fit``) and imports JAX only
-through ``jnas.precision``, lazily.
+This module holds no fitting code (``jnas.latency.fitting``) and imports JAX
+only through ``jnas.precision``, lazily.
 """
 
 from __future__ import annotations
@@ -315,7 +277,7 @@ def _row_blocks(rows: int, lanes: int) -> int:
     go in full vectors of ``lanes``, then at most one half vector, then one at
     a time. With 16 lanes 64 channels take 4 instructions, 7 channels 7, 12
     channels 5 (one half vector and 4 singles). Chosen because it fitted better
-    in cross-validation (BUILD_NOTES.md), not read from Eigen's source.
+    in cross-validation (docs/latency.md), not read from Eigen's source.
     """
     if lanes < 2:
         return rows
