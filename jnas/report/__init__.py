@@ -1,27 +1,28 @@
 """Reading a finished search: Pareto fronts, figures and summary tables.
 
-Modules: `pareto` (fronts and budget queries), `figures` (the PNG/SVG figures
-and `summary.md`).
+Modules: `records` (readers of result records), `pareto` (fronts and budget
+queries), `figures` (PNG/SVG figures, `write_all`), `summary` (`summary.md`).
 """
 
 from jnas.report.figures import (
-    DEFAULT_SWEEP_BYTES,
     FIGURES_DIR,
-    FORMATS,
-    PAPER_TARGETS,
-    NoDataError,
-    accuracies,
+    accuracy_front,
     accuracy_vs_bits,
     accuracy_vs_latency,
     accuracy_vs_memory,
-    choose_split,
-    latencies,
-    memories,
     options_from_config,
     predicted_vs_measured,
     write_all,
-    write_summary,
 )
+from jnas.report.records import (
+    FORMATS,
+    NoDataError,
+    accuracies,
+    choose_split,
+    latencies,
+    memories,
+)
+from jnas.report.summary import DEFAULT_SWEEP_BYTES, PAPER_TARGETS, write_summary
 
 __all__ = [
     "DEFAULT_SWEEP_BYTES",
@@ -30,6 +31,7 @@ __all__ = [
     "PAPER_TARGETS",
     "NoDataError",
     "accuracies",
+    "accuracy_front",
     "accuracy_vs_bits",
     "accuracy_vs_latency",
     "accuracy_vs_memory",

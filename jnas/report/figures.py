@@ -1,15 +1,13 @@
-"""Figures and the summary table of a search, from its result records alone.
+"""The figures of a search, from its result records alone.
 
 Every function takes the records of ``jnas.results.load(workdir)`` (schema in
-``jnas.results``) and writes into ``outdir``; figures are written as PNG and
-SVG through matplotlib's Agg canvas (no pyplot, no global backend switch).
-A figure with nothing to draw raises ``NoDataError`` (a ValueError) instead
-of writing an empty plot; ``write_all`` skips those and writes the rest.
+``jnas.results``, readers in ``records``) and writes into ``outdir``; figures
+are written as PNG and SVG through matplotlib's Agg canvas (no pyplot, no
+global backend switch). A figure with nothing to draw raises ``NoDataError``
+(a ValueError) instead of writing an empty plot; ``write_all`` skips those
+and writes the rest, then ``summary.md``.
 
-Conventions: memory is in KiB (1 KiB = 1024 bytes); accuracy is shown in
-percent; a record's latency is its measured value where it has one, else its
-prediction; the accuracy split is "test" when any record has a test accuracy,
-else "val" (never mixed within one call).
+Accuracy is shown in percent, memory in KiB.
 """
 
 from __future__ import annotations
@@ -24,91 +22,31 @@ from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
 
 from jnas.report import pareto
+from jnas.report.records import (
+    FORMATS,
+    KIB,
+    NoDataError,
+    Record,
+    accuracies,
+    choose_split,
+    get,
+    latencies,
+    latency_label,
+    memories,
+    num,
+)
+from jnas.report.summary import (
+    DEFAULT_SWEEP_BYTES,
+    PAPER_TARGETS,
+    check_budget,
+    write_summary,
+)
 
-Record = Mapping[str, Any]
-FORMATS = ("float32", "half", "custom")
-KIB = 1024
 _COLORS = {"float32": "C0", "half": "C1", "custom": "C2"}
 _LABELS = {"float32": "float32", "half": "half (e5m10)", "custom": "custom ⟨E,M⟩"}
-# The paper's CIFAR-10 accuracies at its memory budget: the established IoT
-# model, then the search's best float32, half and per-model-format models.
-PAPER_TARGETS = (0.7064, 0.7487, 0.8207, 0.8345)
-DEFAULT_SWEEP_BYTES = tuple(kib * KIB for kib in (16, 32, 64, 128, 256, 1024))
 # Where launch/search.py and launch/figures.py put a workdir's figures.
 FIGURES_DIR = "figures"
-
-
-class NoDataError(ValueError):
-    """The records hold nothing that a figure or table could show."""
-
-
-# -- Reading records. ------------------------------------------------------------
-
-
-def _get(record: Record, *keys: str) -> Any:
-    value: Any = record
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _num(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def choose_split(records: Sequence[Record]) -> str:
-    """Returns "test" if any record has a test accuracy, else "val"."""
-    for record in records:
-        for fmt in FORMATS:
-            if _get(record, "accuracy", fmt, "test") is not None:
-                return "test"
-    return "val"
-
-
-def accuracies(records: Sequence[Record], fmt: str, split: str) -> np.ndarray:
-    """Returns the accuracy of every record in ``fmt`` (NaN where missing)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if split not in ("val", "test"):
-        raise ValueError(f"unknown split {split!r}; allowed: val, test")
-    return np.array([_num(_get(r, "accuracy", fmt, split)) for r in records])
-
-
-def memories(records: Sequence[Record], fmt: str) -> np.ndarray:
-    """Returns the memory of every record in ``fmt``, in bytes (NaN if missing)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    return np.array([_num(_get(r, "memory_bytes", fmt)) for r in records])
-
-
-def latencies(records: Sequence[Record]) -> np.ndarray:
-    """Returns each record's latency in ms: measured, else predicted, else NaN."""
-    out = []
-    for r in records:
-        measured = _get(r, "latency_ms", "measured")
-        out.append(
-            _num(
-                measured if measured is not None else _get(r, "latency_ms", "predicted")
-            )
-        )
-    return np.array(out)
-
-
-def _latency_label(records: Sequence[Record]) -> str:
-    measured = any(_get(r, "latency_ms", "measured") is not None for r in records)
-    predicted = any(_get(r, "latency_ms", "predicted") is not None for r in records)
-    if measured and predicted:
-        return "latency [ms] (measured, else predicted)"
-    return "measured latency [ms]" if measured else "predicted latency [ms]"
-
-
-def _model_name(record: Record) -> str:
-    return f"{record.get('space')} {record.get('law')} #{record.get('index')}"
-
-
-# -- Figures. ------------------------------------------------------------------------
+FRONT_AXES = ("memory", "latency")
 
 
 def _new_figure() -> tuple[Figure, Any]:
@@ -124,16 +62,6 @@ def _save(fig: Figure, outdir: str | Path, name: str) -> list[Path]:
     fig.savefig(paths[0], dpi=150, metadata={"Software": None})
     fig.savefig(paths[1], metadata={"Date": None})
     return paths
-
-
-def _check_budget(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return float(value)
 
 
 def _fronts(ax, costs_by_fmt: Mapping[str, np.ndarray], accs_by_fmt) -> int:
@@ -190,83 +118,67 @@ def _finish_front_axes(
     ax.legend(loc="lower right", fontsize=8)
 
 
-def accuracy_vs_memory(
+def accuracy_front(
     records: Sequence[Record],
     outdir: str | Path,
     *,
-    memory_budget: float | None = None,
+    axis: str,
+    budget: float | None = None,
     split: str | None = None,
 ) -> list[Path]:
-    """Accuracy against parameter memory, with float32, half and custom fronts.
+    """Accuracy against a cost, one scatter and Pareto front per format.
 
     Args:
       records: result records.
       outdir: output folder.
-      memory_budget: bytes; drawn as a vertical line when given.
+      axis: "memory" (parameter memory in each format) or "latency"
+        (measured, else predicted; the same for every format).
+      budget: bytes (memory) or ms (latency); drawn as a vertical line.
       split: "val" or "test"; default ``choose_split(records)``.
 
     Returns:
-      The written paths (``accuracy_vs_memory.png`` and ``.svg``).
+      The written paths (``accuracy_vs_<axis>.png`` and ``.svg``).
 
     Raises:
-      NoDataError: no record has both a memory and an accuracy in any format.
-      ValueError: a non-positive budget.
+      NoDataError: no record has both the cost and an accuracy in any format.
+      ValueError: an unknown axis or a non-positive budget.
     """
-    memory_budget = _check_budget("memory_budget", memory_budget)
+    if axis not in FRONT_AXES:
+        raise ValueError(f"axis={axis!r}; allowed: {', '.join(FRONT_AXES)}")
+    budget = check_budget(f"{axis}_budget", budget)
     split = split or choose_split(records)
+    if axis == "memory":
+        costs = {fmt: memories(records, fmt) / KIB for fmt in FORMATS}
+        xlabel, unit, scale = "parameter memory [KiB]", "KiB", KIB
+    else:
+        costs = dict.fromkeys(FORMATS, latencies(records))
+        xlabel, unit, scale = latency_label(records), "ms", 1
     fig, ax = _new_figure()
-    costs = {fmt: memories(records, fmt) / KIB for fmt in FORMATS}
     accs = {fmt: accuracies(records, fmt, split) for fmt in FORMATS}
     if not _fronts(ax, costs, accs):
         raise NoDataError(
-            f"accuracy_vs_memory: none of {len(records)} records has a memory and "
-            f"a {split} accuracy in any of {FORMATS}"
+            f"accuracy_vs_{axis}: none of {len(records)} records has a {axis} "
+            f"and a {split} accuracy in any of {FORMATS}"
         )
-    budget = None
-    if memory_budget is not None:
-        budget = (memory_budget / KIB, f"memory budget {memory_budget / KIB:g} KiB")
-    _finish_front_axes(ax, "parameter memory [KiB]", split, budget)
-    return _save(fig, outdir, "accuracy_vs_memory")
+    line = None
+    if budget is not None:
+        line = (budget / scale, f"{axis} budget {budget / scale:g} {unit}")
+    _finish_front_axes(ax, xlabel, split, line)
+    return _save(fig, outdir, f"accuracy_vs_{axis}")
 
 
-def accuracy_vs_latency(
-    records: Sequence[Record],
-    outdir: str | Path,
-    *,
-    latency_budget: float | None = None,
-    split: str | None = None,
-) -> list[Path]:
-    """Accuracy against latency (measured, else predicted), fronts per format.
+def accuracy_vs_memory(records, outdir, *, memory_budget=None, split=None):
+    """``accuracy_front(axis="memory")``."""
+    return accuracy_front(
+        records, outdir, axis="memory", budget=memory_budget, split=split
+    )
 
-    Args:
-      records: result records.
-      outdir: output folder.
-      latency_budget: ms; drawn as a vertical line when given.
-      split: "val" or "test"; default ``choose_split(records)``.
 
-    Returns:
-      The written paths (``accuracy_vs_latency.png`` and ``.svg``).
-
-    Raises:
-      NoDataError: no record has both a latency and an accuracy.
-      ValueError: a non-positive budget.
-    """
-    latency_budget = _check_budget("latency_budget", latency_budget)
-    split = split or choose_split(records)
-    fig, ax = _new_figure()
-    lat = latencies(records)
-    costs = {fmt: lat for fmt in FORMATS}
-    accs = {fmt: accuracies(records, fmt, split) for fmt in FORMATS}
-    if not _fronts(ax, costs, accs):
-        raise NoDataError(
-            f"accuracy_vs_latency: none of {len(records)} records has a latency "
-            f"and a {split} accuracy"
-        )
-    budget = None
-    if latency_budget is not None:
-        budget = (latency_budget, f"latency budget {latency_budget:g} ms")
-    _finish_front_axes(ax, _latency_label(records), split, budget)
-    return _save(fig, outdir, "accuracy_vs_latency")
+def accuracy_vs_latency(records, outdir, *, latency_budget=None, split=None):
+    """``accuracy_front(axis="latency")``."""
+    return accuracy_front(
+        records, outdir, axis="latency", budget=latency_budget, split=split
+    )
 
 
 def predicted_vs_measured(records: Sequence[Record], outdir: str | Path) -> list[Path]:
@@ -282,8 +194,8 @@ def predicted_vs_measured(records: Sequence[Record], outdir: str | Path) -> list
     Raises:
       NoDataError: no record has both a predicted and a measured latency.
     """
-    pred = np.array([_num(_get(r, "latency_ms", "predicted")) for r in records])
-    meas = np.array([_num(_get(r, "latency_ms", "measured")) for r in records])
+    pred = np.array([num(get(r, "latency_ms", "predicted")) for r in records])
+    meas = np.array([num(get(r, "latency_ms", "measured")) for r in records])
     ok = ~np.isnan(pred) & ~np.isnan(meas) & (pred > 0) & (meas > 0)
     if not ok.any():
         raise NoDataError(
@@ -366,167 +278,6 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, outdir, "accuracy_vs_bits")
-
-
-# -- Summary table. --------------------------------------------------------------
-
-
-def _fmt_acc(a: float) -> str:
-    return f"{100 * a:.2f}%"
-
-
-def _cell(records, i, acc, mem, lat, fmt) -> str:
-    if i is None:
-        return "–"
-    custom = records[i].get("custom_format") if fmt == "custom" else None
-    suffix = f" {custom}" if custom else ""
-    return (
-        f"{_fmt_acc(acc[i])} ({_model_name(records[i])}{suffix}, "
-        f"{mem[i] / KIB:.1f} KiB, {lat[i]:.1f} ms)"
-    )
-
-
-def write_summary(
-    records: Sequence[Record],
-    outdir: str | Path,
-    *,
-    memory_budget: float | None = None,
-    latency_budget: float | None = None,
-    memory_sweep: Iterable[float] = DEFAULT_SWEEP_BYTES,
-    targets: Iterable[float] = PAPER_TARGETS,
-    split: str | None = None,
-) -> Path:
-    """Writes ``summary.md``: counts, best feasible models, budget sweeps.
-
-    A model is feasible in a format when its memory in that format is within
-    ``memory_budget`` and its latency within ``latency_budget`` (a missing
-    latency fails a given latency budget). Sections: candidates and feasible
-    counts per format; the best feasible model per format (memory budget alone
-    and with the latency budget); the best model at each budget of
-    ``memory_sweep``; the smallest memory at which each format's front reaches
-    each accuracy in ``targets``.
-
-    Args:
-      records: result records.
-      outdir: output folder.
-      memory_budget: bytes, or None (no memory constraint).
-      latency_budget: ms, or None (no latency constraint).
-      memory_sweep: budgets in bytes for the sweep table.
-      targets: accuracies (fractions) for the reach table.
-      split: "val" or "test"; default ``choose_split(records)``.
-
-    Returns:
-      The path of summary.md.
-
-    Raises:
-      NoDataError: there are no records.
-      ValueError: a non-positive budget.
-    """
-    memory_budget = _check_budget("memory_budget", memory_budget)
-    latency_budget = _check_budget("latency_budget", latency_budget)
-    if not records:
-        raise NoDataError("write_summary: no records")
-    split = split or choose_split(records)
-    lat = latencies(records)
-    lat_ok = (
-        lat <= latency_budget if latency_budget is not None else np.ones(len(lat), bool)
-    )
-    mem_cap = memory_budget if memory_budget is not None else math.inf
-    formats = [
-        f
-        for f in FORMATS
-        if np.any(
-            ~np.isnan(accuracies(records, f, split)) & ~np.isnan(memories(records, f))
-        )
-    ]
-    acc = {f: accuracies(records, f, split) for f in formats}
-    mem = {f: memories(records, f) for f in formats}
-    lines = ["# Search summary", ""]
-    budget_text = f"{memory_budget / KIB:g} KiB" if memory_budget else "none"
-    lat_text = f"{latency_budget:g} ms" if latency_budget else "none"
-    lines += [
-        f"- candidates: {len(records)}",
-        f"- accuracy: {split} split",
-        f"- memory budget: {budget_text} (1 KiB = 1024 bytes of parameters)",
-        f"- latency budget: {lat_text} ({_latency_label(records)})",
-        "",
-        "## Feasible candidates",
-        "",
-        "| format | with accuracy | memory ≤ budget | latency ≤ budget | both |",
-        "|---|---|---|---|---|",
-    ]
-    for f in formats:
-        has = ~np.isnan(acc[f]) & ~np.isnan(mem[f])
-        m_ok = has & (mem[f] <= mem_cap)
-        lines.append(
-            f"| {f} | {int(has.sum())} | {int(m_ok.sum())} | "
-            f"{int((has & lat_ok).sum())} | {int((m_ok & lat_ok).sum())} |"
-        )
-    lines += [
-        "",
-        "## Best feasible model per format",
-        "",
-        "| format | constraints | accuracy (model, memory, latency) |",
-        "|---|---|---|",
-    ]
-    for f in formats:
-        i = pareto.best_under(mem[f], acc[f], mem_cap)
-        lines.append(f"| {f} | memory | {_cell(records, i, acc[f], mem[f], lat, f)} |")
-        if latency_budget is not None:
-            j = pareto.best_under(mem[f], np.where(lat_ok, acc[f], np.nan), mem_cap)
-            lines.append(
-                f"| {f} | memory + latency | "
-                f"{_cell(records, j, acc[f], mem[f], lat, f)} |"
-            )
-    constraint_sets = [("memory only", np.ones(len(lat), bool))]
-    if latency_budget is not None:
-        constraint_sets.append((f"with latency ≤ {latency_budget:g} ms", lat_ok))
-    header = "| " + " | ".join(formats) + " |"
-    rule = "|---" * (len(formats) + 1) + "|"
-    for title, ok in constraint_sets:
-        lines += [
-            "",
-            f"## Memory budget sweep ({title})",
-            "",
-            "| memory budget " + header,
-            rule,
-        ]
-        for budget in memory_sweep:
-            cells = [
-                _cell(
-                    records,
-                    pareto.best_under(mem[f], np.where(ok, acc[f], np.nan), budget),
-                    acc[f],
-                    mem[f],
-                    lat,
-                    f,
-                )
-                for f in formats
-            ]
-            lines.append(f"| {budget / KIB:g} KiB | " + " | ".join(cells) + " |")
-    for title, ok in constraint_sets:
-        lines += [
-            "",
-            f"## Memory at which the front reaches an accuracy ({title})",
-            "",
-            "| accuracy " + header,
-            rule,
-        ]
-        for target in targets:
-            cells = []
-            for f in formats:
-                reach = pareto.budget_to_reach(
-                    mem[f], np.where(ok, acc[f], np.nan), target
-                )
-                cells.append(
-                    "not reached" if reach is None else f"{reach / KIB:.1f} KiB"
-                )
-            lines.append(f"| {_fmt_acc(target)} | " + " | ".join(cells) + " |")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # -- Everything. -------------------------------------------------------------------

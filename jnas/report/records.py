@@ -1,0 +1,88 @@
+"""Reading result records for figures and tables (schema: `jnas.results`).
+
+Conventions: memory is in bytes here (figures and tables show KiB, 1 KiB =
+1024 bytes); a record's latency is its measured value where it has one, else
+its prediction; the accuracy split is "test" when any record has a test
+accuracy, else "val" (never mixed within one figure or table). Missing values
+are NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Record = Mapping[str, Any]
+FORMATS = ("float32", "half", "custom")
+KIB = 1024
+
+
+class NoDataError(ValueError):
+    """The records hold nothing that a figure or table could show."""
+
+
+def get(record: Record, *keys: str) -> Any:
+    """record[k1][k2]..., or None where a key or level is missing."""
+    value: Any = record
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def num(value: Any) -> float:
+    """A JSON number as a float; null is NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def choose_split(records: Sequence[Record]) -> str:
+    """Returns "test" if any record has a test accuracy, else "val"."""
+    for record in records:
+        for fmt in FORMATS:
+            if get(record, "accuracy", fmt, "test") is not None:
+                return "test"
+    return "val"
+
+
+def accuracies(records: Sequence[Record], fmt: str, split: str) -> np.ndarray:
+    """Returns the accuracy of every record in ``fmt`` (NaN where missing)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if split not in ("val", "test"):
+        raise ValueError(f"unknown split {split!r}; allowed: val, test")
+    return np.array([num(get(r, "accuracy", fmt, split)) for r in records])
+
+
+def memories(records: Sequence[Record], fmt: str) -> np.ndarray:
+    """Returns the memory of every record in ``fmt``, in bytes (NaN if missing)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    return np.array([num(get(r, "memory_bytes", fmt)) for r in records])
+
+
+def latencies(records: Sequence[Record]) -> np.ndarray:
+    """Returns each record's latency in ms: measured, else predicted, else NaN."""
+    out = []
+    for r in records:
+        measured = get(r, "latency_ms", "measured")
+        out.append(
+            num(measured if measured is not None else get(r, "latency_ms", "predicted"))
+        )
+    return np.array(out)
+
+
+def latency_label(records: Sequence[Record]) -> str:
+    """The latency axis label: measured, predicted, or both."""
+    measured = any(get(r, "latency_ms", "measured") is not None for r in records)
+    predicted = any(get(r, "latency_ms", "predicted") is not None for r in records)
+    if measured and predicted:
+        return "latency [ms] (measured, else predicted)"
+    return "measured latency [ms]" if measured else "predicted latency [ms]"
+
+
+def model_name(record: Record) -> str:
+    """ "space law #index" of a record."""
+    return f"{record.get('space')} {record.get('law')} #{record.get('index')}"
