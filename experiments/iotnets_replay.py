@@ -1,11 +1,13 @@
 """Replay of the iotnets release: the paper's memory-budget selection, no training.
 
-Runbook (from the repository root, with ../shared/iotnets/ holding the release):
+Runbook (from the repository root; the release's files are read from
+../shared/iotnets/ beside the checkout, or give ``--config.netconfigs`` and
+``--config.pi_table``):
 
-    python -m launch.search --config=experiments/iotnets_replay.py --workdir=/tmp/replay
+    python -m launch.replay --config=experiments/iotnets_replay.py --workdir=/tmp/replay
 
-(``launch/search.py`` dispatches ``mode="replay"`` to ``jnas.replay.run``; the
-same run from Python: ``replay.run(iotnets_replay.get_config(), "/tmp/replay")``)
+(``launch/replay.py`` runs ``jnas.search.replay.run``; the same run from
+Python: ``replay.run(iotnets_replay.get_config(), "/tmp/replay")``)
 rebuilds the 1617 released CIFAR-10 networks (params and FLOPs checked against
 the release), writes one record per network (float32 and half memory, the
 released float32 test accuracy, the Raspberry Pi 3B+ latency) to
@@ -29,18 +31,22 @@ Variants, as ``experiments/iotnets_replay.py:VARIANT[,VARIANT]``:
 - ``noarch``: do not store the Arch JSON in the records.
 """
 
+from pathlib import Path
+
 import ml_collections
 
 KIB = 1024
+_IOTNETS = Path(__file__).resolve().parents[2] / "shared" / "iotnets"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the replay config; ``arg`` selects comma-separated variants."""
     cfg = ml_collections.ConfigDict()
     cfg.mode = "replay"
-    # Relative paths are taken from the repository root.
-    cfg.netconfigs = "../shared/iotnets/NetConfigs.json"
-    cfg.pi_table = "../shared/iotnets/results_RaspPi.json"
+    # The release's files; by default ../shared/iotnets beside this checkout
+    # (resolved here, so the command works from any directory).
+    cfg.netconfigs = str(_IOTNETS / "NetConfigs.json")
+    cfg.pi_table = str(_IOTNETS / "results_RaspPi.json")
     cfg.limit = 0  # 0: all rows; N: the first N rows
     cfg.store_arch = True
     cfg.constraints = ml_collections.ConfigDict()

@@ -2,7 +2,7 @@
 
     python -m launch.formats --config=experiments/formats.py --workdir=DIR
 
-The config file's docstring is the runbook; ``jnas.posttraining`` does the work.
+The config file's docstring is the runbook; ``jnas.search.formats.sweep`` does the work.
 """
 
 from absl import app, flags

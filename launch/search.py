@@ -4,8 +4,8 @@
     python -m launch.search --config=experiments/paper.py:half --workdir=DIR \
         --config.train.steps=20000
 
-The config file's docstring is the runbook. A config with ``mode = "replay"``
-(``experiments/iotnets_replay.py``) replays the release without training.
+The config file's docstring is the runbook. The replay of the release
+(``experiments/iotnets_replay.py``) has its own launcher, ``launch.replay``.
 """
 
 import jax
@@ -27,10 +27,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config.get("mode") == "replay":
-        from jnas.search import replay
-
-        replay.run(config, workdir)
-        return
+        raise app.UsageError(
+            "this is a replay config; run it with "
+            f"python -m launch.replay --config=... --workdir={workdir}"
+        )
     if config.get("distributed") is not None:  # before anything touches a device
         distributed.initialize(config.distributed)
     try:

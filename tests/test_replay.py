@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,41 @@ def test_join_matches_rows_and_refuses_disagreeing_tables():
         replay.join(nets + nets[:1], pi)
     with pytest.raises(ValueError, match="lacks"):
         replay.join([{"law": "s1", "id": 0, "acc": 0.1}], [])
+
+
+def test_replay_launcher_runs_the_config_from_any_directory(release, tmp_path):
+    # The config's default paths are resolved by the config file, not the cwd.
+    work = tmp_path / "work"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.replay",
+            f"--config={REPO / 'experiments' / 'iotnets_replay.py'}:small",
+            f"--workdir={work}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        capture_output=True,
+    )
+    assert len(results.load(work)) == 40
+    assert (work / "figures" / "summary.md").exists()
+
+
+def test_search_launcher_points_a_replay_config_to_its_launcher(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.search",
+            "--config=experiments/iotnets_replay.py:small",
+            f"--workdir={tmp_path / 'work'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "python -m launch.replay" in done.stderr
+    assert not (tmp_path / "work").exists()  # refused before writing anything

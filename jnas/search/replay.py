@@ -6,7 +6,7 @@ The release (``NetConfigs.json``, ``results_RaspPi.json``; see
 batch-1 latency. ``run`` rebuilds every network with ``jnas.spaces.sample``,
 checks that ``jnas.cost`` reproduces the released params and FLOPs, and writes
 one result record per released row into a workdir, then the figures and
-``summary.md`` into ``<workdir>/figures/`` (``jnas.plots.write_all``).
+``summary.md`` into ``<workdir>/figures/`` (``jnas.report.write_all``).
 
 Formats as memory accounting: memory is the stored parameters (release
 convention, ``jnas.cost.memory_bytes``) in float32 and in half. The released
@@ -26,15 +26,12 @@ more than once (36 topologies in 91 rows, e.g. pnasnet s3 ids 0, 2, 51, 65 and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jnas import cost, results, spaces
-from jnas.report import figures as plots
+from jnas import cost, latency, report, results, spaces
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _GET_DATA = (
     "get the release data files NetConfigs.json and results_RaspPi.json from "
     "https://github.com/IBM/iotnets (MIT) into ../shared/iotnets/, or point "
@@ -43,35 +40,19 @@ _GET_DATA = (
 _KEY = ("spacename", "law", "id")
 
 
-def resolve(path: str | Path) -> Path:
-    """Returns ``path``; a relative path is taken from the repository root."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
 def load_table(path: str | Path, name: str) -> list[dict[str, Any]]:
-    """Reads a release JSON table (a list of objects).
+    """Reads a release JSON table (a list of objects); `latency.read_json_list`.
 
     Args:
-      path: the file; relative paths are taken from the repository root.
+      path: the file (relative paths are taken from the working directory;
+        the config file resolves its defaults itself).
       name: the config key that named it, for error messages.
 
     Raises:
       FileNotFoundError: the file is missing (the message says how to get it).
       ValueError: the file is not a JSON list of objects.
     """
-    full = resolve(path)
-    if not full.is_file():
-        raise FileNotFoundError(
-            f"config.{name}={str(path)!r}: {full} does not exist; {_GET_DATA}"
-        )
-    try:
-        table = json.loads(full.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{full} (config.{name}) is not JSON: {err}") from None
-    if not isinstance(table, list) or not all(isinstance(r, dict) for r in table):
-        raise ValueError(f"{full} (config.{name}) must be a JSON list of objects")
-    return table
+    return latency.read_json_list(path, f"config.{name}", _GET_DATA)
 
 
 def join(
@@ -184,7 +165,7 @@ def run(config: Any, workdir: str | Path) -> list[Path]:
       workdir: output folder.
 
     Returns:
-      The paths written by ``plots.write_all`` (figures, then summary.md).
+      The paths written by ``report.write_all`` (figures, then summary.md).
     """
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     if cfg.get("mode", "replay") != "replay":
@@ -205,8 +186,8 @@ def run(config: Any, workdir: str | Path) -> list[Path]:
         key = (spaces.canonical(row["spacename"]), row["law"], int(row["id"]))
         if key not in done:
             store.append(record(row, store_arch=bool(cfg.get("store_arch", True))))
-    return plots.write_all(
+    return report.write_all(
         results.load(workdir),
-        Path(workdir) / plots.FIGURES_DIR,
-        **plots.options_from_config(cfg),
+        Path(workdir) / report.FIGURES_DIR,
+        **report.options_from_config(cfg),
     )
