@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py [--batch-size 128] [--steps 50]
 
 Measures, on the default JAX device and in the same process:
-  pipeline: batches/s of the jitted `jnas.pipeline.next_batch` (gather by index,
+  pipeline: batches/s of the jitted `jnas.data.pipeline.next_batch` (gather by index,
       random crop with 4-pixel padding, horizontal flip, normalisation, and the
       on-device epoch reshuffle) at the given batch size;
   step: time of one training step of a small CNN (flax: 3x3 convs with 16, 32

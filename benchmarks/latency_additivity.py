@@ -14,7 +14,7 @@ calibration (time the calibration networks' kernels, fit a per-shape model).
 
 Run (after a calibration run, e.g. ``benchmarks/latency_local.py --seed 3``):
     .venv/bin/python benchmarks/latency_additivity.py --workdir /tmp/ll3
-Numbers in BUILD_NOTES.md (ProbeNet: 98% within 10%, ~4 minutes).
+Numbers in docs/results.md.
 """
 
 from __future__ import annotations

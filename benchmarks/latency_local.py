@@ -3,7 +3,7 @@ networks measured on this machine and evaluate it on >= 200 others.
 
 Run:  .venv/bin/python benchmarks/latency_local.py [--workdir DIR] [--variant small]
       [--fresh] [--seed N]
-Expected (numbers in BUILD_NOTES.md): ~5 minutes on the 2-core dev VM (mostly
+Expected (numbers in docs/results.md): ~5 minutes on the 2-core dev VM (mostly
 XLA compilation); held-out within +-10% 90-97% (seeds 1-3), median error
 ~3%. The workdir is resumable: a second run re-fits from the measured files in
 seconds (``--fresh`` re-measures). ``--variant ynn`` keeps XLA's YNNPACK

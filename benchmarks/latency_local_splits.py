@@ -4,7 +4,7 @@ Pools the calibration and evaluation networks of each workdir (made by
 ``benchmarks/latency_local.py``), fits on a random 96 and tests on the rest,
 ``--splits`` times, and prints the share within +-10% (mean, min, max). This is
 how the conv extras and lanes of ``experiments/calibrate.py`` were chosen
-(BUILD_NOTES.md); no measurement runs here.
+(docs/results.md); no measurement runs here.
 
 Run:  .venv/bin/python benchmarks/latency_local_splits.py --extras vector,unaligned \
           /tmp/ll_seed0 /tmp/ll_seed1      (~1 minute per workdir)

@@ -3,7 +3,7 @@ Pi table, evaluate on the other 80%, per family, and leave one family out.
 
 Run:  .venv/bin/python benchmarks/latency_pi.py [--seed 0] [--train 0.2]
 Expected (~2 CPU minutes, 2.5-5 wall on a loaded 2-core host; numbers in
-BUILD_NOTES.md): held-out within +-10% 61% overall (seeds 0-4: 61-63%), 82% on
+docs/results.md): held-out within +-10% 61% overall (seeds 0-4: 61-63%), 82% on
 networks with spread < 5%, median error 6.3%; the fitted per-kind table, per
 family, the table's noise ceiling (repeated architectures), the log-log
 baselines and leave-one-family-out.

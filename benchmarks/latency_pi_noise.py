@@ -16,7 +16,7 @@ predictor (so they bound every model, not just ours):
    rows with std < 1 ms, then measured/predicted for the rows by their std.
 
 Run:  .venv/bin/python benchmarks/latency_pi_noise.py   (~20 s)
-Numbers in BUILD_NOTES.md ("What limits the Pi fit").
+Numbers in docs/results.md; what they mean in docs/latency.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ laws: up to ~70 MFLOPs, so compiling dominates) on one pinned core, fits on
 the 96 and prints the held-out accuracy. Measured on the 2-core AMD EPYC dev VM
 (AVX-512, load average ~1): ~5 minutes; held-out within +-10% 90-97% over
 seeds 1-3, median error 2.6-3.1%, Spearman 0.997-0.999 (the issue's target of
-95% is reached on one seed of three: BUILD_NOTES.md, "jnas.latency ...", says
+95% is reached on one seed of three: docs/results.md ("Latency") says
 what limits it). The calibration and evaluation networks are measured
 interleaved, chunk by chunk; a killed run resumes where it stopped (measured
 arch hashes are skipped).
@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (see jnas/roofline.py): "vector" (SIMD instructions with output channels
     # packed in channel_lanes lanes) and "unaligned" (patch elements packed one
     # by one when C_in is not a multiple of pack_lanes). Chosen on random
-    # 96/204 splits of 600 networks measured here (BUILD_NOTES.md).
+    # 96/204 splits of 600 networks measured here (docs/latency.md).
     cfg.conv_extras = ("vector", "unaligned")
     cfg.channel_lanes = 0  # SIMD lanes; 0: this host's (16 AVX-512, 8 AVX2, 4)
     cfg.pack_lanes = 0  # patch-packing lanes; 0: this host's (8 on x86, else 4)

@@ -10,7 +10,7 @@ feasible candidates trained, their mean and best validation accuracy, per
 round. Round 0 is identical in both (same seed); from round 1 on, "narrow"
 samples only inside the argument box spanned by the best half of the
 feasible candidates found so far (widened by a quarter of its width).
-Measured on the 2-core dev VM: BUILD_NOTES.md, "The search".
+Measured on the 2-core dev VM: docs/results.md.
 """
 
 from experiments import quickstart

@@ -9,7 +9,7 @@ Runbook:
 
 Setup: small laws of the seven spaces, a 32 KB memory budget on the stored
 params (the paper does not print its exact budget; 32 KiB is where the
-release's float32 front reaches the paper's 74.87%: BUILD_NOTES.md, "The
+release's float32 front reaches the paper's 74.87%: docs/results.md, "The
 search"), predicted Raspberry Pi 3B+ latency under 10 ms (the predictor
 shipped with jnas), CIFAR-10 (tfds ``cifar10`` prepared, or
 ``--config.data.data_dir=PATH`` to an image folder / archive such as

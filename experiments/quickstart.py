@@ -21,7 +21,7 @@ checkpoints, and the figures (``figures/``).
 Expected (measured on the 2-core dev VM with another job on the other core):
 10 min 48 s; 15 of the 24 meet the budgets; best feasible test accuracy
 96.7% (a PNASNet s3, whose e4m4 custom format keeps it at 3.7 KiB); figures
-in ``figures/`` (BUILD_NOTES.md, "The search", has the run).
+in ``figures/`` (docs/results.md has the run).
 Killing it and rerunning the same command resumes (finished candidates are
 kept; an interrupted bucket is retrained).
 
@@ -92,7 +92,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.qat_format = ""  # quantisation-aware training format ("" = off)
 
     # Scale-out (jnas.distributed). Defaults: one process, every local device.
-    # Multi-host: see BUILD_NOTES.md ("Scale-out") for pod and SLURM commands.
+    # Multi-host: see docs/scale-out.md for pod and SLURM commands.
     c.distributed = ml_collections.ConfigDict()
     c.distributed.initialize = "auto"  # "auto" | "always" | "never"
     c.distributed.coordinator_address = ""  # "host:port" of process 0 ("" = env)

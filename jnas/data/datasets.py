@@ -1,11 +1,11 @@
 """Datasets for candidate training: loading, caching and the validation split.
 
 `load(name, split)` returns host arrays (uint8 images [N, H, W, C], int32 labels)
-and a `Metadata` record. `jnas.pipeline` puts them on the device and batches them.
+and a `Metadata` record. `jnas.data.pipeline` puts them on the device and batches them.
 
 Sources:
 - "folder": an image-folder layout `<root>/<split>/<class>/<image>` given as a
-  directory or as a .tar/.tar.gz archive of it (see `jnas.imagefolder`).
+  directory or as a .tar/.tar.gz archive of it (see `jnas.data.imagefolder`).
 - "tfds": a dataset already prepared by TensorFlow Datasets. It is downloaded
   only when `download=True`; otherwise a missing dataset is one immediate
   `DatasetNotFoundError` that says where jnas looked and how to get the data

@@ -3,7 +3,7 @@
 A search trains many small networks that differ in widths. Candidates whose
 architectures agree in everything but widths (and ResNeXt-style group counts)
 share a *bucket*: one padded architecture whose every width is the bucket's
-maximum, compiled once, with the candidate axis added by `jnas.engine`.
+maximum, compiled once, with the candidate axis added by `jnas.population.engine`.
 
 Exactness without activation masks. Each candidate's real parameters are
 embedded into zero-filled padded tensors at the positions of its real channels
