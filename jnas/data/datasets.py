@@ -26,6 +26,10 @@ renamed into place, so a killed process never leaves a half-written entry.
 Normalisation statistics (`Metadata.mean`, `Metadata.std`, per channel, in
 pixel/255 units) are those of the train split as returned, whatever split was
 asked for, so train, validation and test are normalised alike.
+
+Why one module of ~590 lines: source resolution, the two bundled sets and the
+cached reading all serve `load`, whose one error message must list every place
+it looked; the reading of archives, the cache and TFDS are their own modules.
 """
 
 from __future__ import annotations

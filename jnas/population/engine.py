@@ -27,6 +27,11 @@ Compiled steps are shared: `step_function` caches one jitted step per (recipe,
 architecture, strategy, lowering), so the program the autotune compiled is the
 one the trainer then runs, and `enable_compilation_cache` turns on JAX's
 persistent cache so a rerun (a resumed search) skips compiling.
+
+Why one module of ~550 lines: the trainer, the two compiled-program caches
+(`step_function`, `eval_function`, cleared together by `clear_caches`) and the
+autotune that fills them share one concept, the bucket's compiled programs;
+split apart, each piece would reach into the others' caches.
 """
 
 from __future__ import annotations

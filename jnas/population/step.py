@@ -1,8 +1,8 @@
 """Pure training functions for ONE candidate network.
 
 `create_state`, `train_step` and `eval_step` are written for a single network;
-`jnas.population` adds the candidate axis at the edge (vmap, lax.map or a
-Python loop). Everything a candidate owns is in its `TrainState`, a pytree of
+the engine (`jnas.population.engine`) adds the candidate axis at the edge
+(vmap, lax.map or a Python loop). Everything a candidate owns is in its `TrainState`, a pytree of
 arrays, so a population is the same pytree with a leading candidate axis.
 
 The recipe is the release's (PyTorch SGD): momentum 0.9 on the gradient plus
@@ -14,7 +14,7 @@ cosine schedule over the run. Each candidate has its own peak learning rate
 Padding: a candidate trained inside a padded bucket carries a `grad_mask` (1 on
 its real parameter entries, 0 elsewhere). Zero-initialised padded entries then
 stay exactly zero: their gradient is masked, so momentum and weight decay of a
-zero are zero. See `jnas.population` for why outputs need no mask.
+zero are zero. See `jnas.population.buckets` for why outputs need no mask.
 
 Divergence: a candidate whose loss (or updated parameters) is not finite is
 marked diverged and frozen at its last finite state; under vmap / lax.map the
