@@ -40,6 +40,7 @@ from jnas import distributed, population, results
 from jnas.population import engine, sharding
 from jnas.search import config as config_lib
 from jnas.search import constraints, formats, sampling
+from jnas.search import progress as progress_lib
 
 Candidate = tuple[arch_lib.Arch, dict[str, Any]]  # (arch, its costs)
 
@@ -65,7 +66,7 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     predictor = constraints.load_predictor(config.latency.predictor)
     recipe = config_lib.make_recipe(config)
     datasets = None
-    progress = _Progress(store)
+    progress = progress_lib.Progress(store)
     for round_index in range(config.search.rounds):
         known = {r["hash"]: r for r in results.load(workdir)}  # every shard
         archs = _sample(config, pairs, round_index, known.values())
@@ -81,7 +82,10 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         plan = _plan(config, [a for a, _ in keep])
         logging.info(
             "round %d: %d sampled, %d satisfy the constraints, %d buckets",
-            *(round_index, len(archs), len(keep), len(plan)),
+            round_index,
+            len(archs),
+            len(keep),
+            len(plan),
         )
         for b, (bucket, indices) in enumerate(plan):
             todo = [i for i in indices if keep[i][0].hash not in known]
@@ -283,41 +287,4 @@ def _round_barrier(workdir: Path, round_index: int, archs) -> None:
             f"{', '.join(missing[:4])} are not in {workdir}'s result shards "
             "after every process finished the round; a multi-process search "
             "needs a workdir every host shares"
-        )
-
-
-class _Progress:
-    """The progress line: candidates of the round, ETA, best feasible so far."""
-
-    def __init__(self, store: results.Store):
-        self.store, self.started, self.done_at_start = (
-            store,
-            time.perf_counter(),
-            len(store),
-        )
-
-    def log(self, round_index: int, round_total: int) -> None:
-        # The ETA covers this round's feasible candidates (later rounds'
-        # counts are unknown until they are sampled and filtered).
-        records = self.store.records()
-        elapsed = time.perf_counter() - self.started
-        rate = elapsed / max(1, len(records) - self.done_at_start)
-        in_round = sum(1 for r in records if r["round"] == round_index)
-        eta = rate * max(0, round_total - in_round)
-        best = max(
-            (r for r in records if r.get("feasible")),
-            key=lambda r: r["accuracy"]["float32"]["val"],
-            default=None,
-        )
-        best_text = "none yet"
-        if best is not None:
-            best_text = (
-                f"{best['space']}:{best['law']}#{best['index']} val "
-                f"{best['accuracy']['float32']['val']:.3f} "
-                f"({best['custom_format']}, {best['memory_bytes']['custom']} B)"
-            )
-        logging.info(
-            "round %d: %d/%d feasible candidates trained (%d in the store), "
-            "ETA of the round %.0f s; best feasible: %s",
-            *(round_index, in_round, round_total, len(records), eta, best_text),
         )
