@@ -63,6 +63,17 @@ def _cell(records, i, acc, mem, lat, fmt) -> str:
     )
 
 
+def _per_format_head(title: str, first: str, formats: Iterable[str]) -> list[str]:
+    """A section title and the head of a table with one column per format."""
+    formats = list(formats)
+    return [
+        f"## {title}",
+        "",
+        f"| {first} | " + " | ".join(formats) + " |",
+        "|---" * (len(formats) + 1) + "|",
+    ]
+
+
 def header_lines(
     records: Sequence[Record],
     split: str,
@@ -139,12 +150,7 @@ def sweep_table(
     memory_sweep: Iterable[float],
 ) -> list[str]:
     """The best model of each format at each memory budget of the sweep."""
-    lines = [
-        f"## Memory budget sweep ({title})",
-        "",
-        "| memory budget | " + " | ".join(acc) + " |",
-        "|---" * (len(acc) + 1) + "|",
-    ]
+    lines = _per_format_head(f"Memory budget sweep ({title})", "memory budget", acc)
     for budget in memory_sweep:
         cells = [
             _cell(
@@ -165,12 +171,8 @@ def reach_table(
     acc: Columns, mem: Columns, ok: np.ndarray, title: str, targets: Iterable[float]
 ) -> list[str]:
     """The smallest memory at which each format's front reaches each target."""
-    lines = [
-        f"## Memory at which the front reaches an accuracy ({title})",
-        "",
-        "| accuracy | " + " | ".join(acc) + " |",
-        "|---" * (len(acc) + 1) + "|",
-    ]
+    title = f"Memory at which the front reaches an accuracy ({title})"
+    lines = _per_format_head(title, "accuracy", acc)
     for target in targets:
         cells = []
         for f in acc:
