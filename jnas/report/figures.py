@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
 
@@ -47,6 +48,21 @@ _LABELS = {"float32": "float32", "half": "half (e5m10)", "custom": "custom ⟨E,
 # Where launch/search.py and launch/figures.py put a workdir's figures.
 FIGURES_DIR = "figures"
 FRONT_AXES = ("memory", "latency")
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis labels as plain numbers (1, 2, 5, 10, 20, ...), never 3x10^0.
+
+    Matplotlib labels every minor tick of a log axis spanning less than a
+    decade in scientific notation, and the labels overlap.
+    """
+
+    def minor(value: float, _) -> str:
+        lead = round(value / 10 ** math.floor(math.log10(value)))
+        return f"{value:g}" if lead in (2, 5) else ""
+
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
 def _new_figure() -> tuple[Figure, Any]:
@@ -112,6 +128,7 @@ def _finish_front_axes(
     if budget is not None:
         ax.axvline(budget[0], color="k", ls="--", lw=1, label=budget[1])
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{split} accuracy [%]")
     ax.grid(True, which="both", alpha=0.3)
@@ -215,6 +232,8 @@ def predicted_vs_measured(records: Sequence[Record], outdir: str | Path) -> list
     ax.plot(line, 0.9 * line, color="k", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("measured latency [ms]")
