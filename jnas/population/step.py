@@ -2,8 +2,9 @@
 
 `create_state`, `train_step` and `eval_step` are written for a single network;
 the engine (`jnas.population.engine`) adds the candidate axis at the edge
-(vmap, lax.map or a Python loop). Everything a candidate owns is in its `TrainState`, a pytree of
-arrays, so a population is the same pytree with a leading candidate axis.
+(vmap, lax.map or a Python loop). Everything a candidate owns is in its
+`TrainState`, a pytree of arrays, so a population is the same pytree with a
+leading candidate axis.
 
 The recipe is the release's (PyTorch SGD): momentum 0.9 on the gradient plus
 *coupled* weight decay (added to the gradient before momentum, on every
