@@ -1,4 +1,4 @@
-"""Tests of jnas.data and jnas.imagefolder: sources, cache, errors, archive safety.
+"""Tests of jnas.data and jnas.data.imagefolder: sources, cache, errors, archive safety.
 
 Fixtures are a few tiny PNG images per class written by the tests (PNG is
 lossless, so decoded pixels can be compared exactly). The full CIFAR-10 archive
@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from jnas import data
+from jnas.data import cache as datacache
 from jnas.data import imagefolder
 
 SHARED_ARCHIVE = (
@@ -179,6 +180,128 @@ def test_cache_can_be_disabled(folder, tmp_path):
     root, _ = folder
     data.load("toy", "test", data_dir=root, cache_dir=tmp_path / "c", cache=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_changed_archive_is_decoded_again(folder, tmp_path):
+    root, expected = folder
+    archive = make_tar(root, tmp_path / "ds.tar.gz")
+    cache = tmp_path / "cache"
+    data.load("toy", "test", data_dir=archive, cache_dir=cache)
+    _, _, meta = data.load("toy", "test", data_dir=archive, cache_dir=cache)
+    assert meta.from_cache
+    new = np.full((6, 6, 3), 9, np.uint8)
+    (root / "test" / "ant" / "000.png").write_bytes(_png(new))
+    make_tar(root, archive)  # rewritten in place: same path
+    images, _, meta = data.load("toy", "test", data_dir=archive, cache_dir=cache)
+    assert not meta.from_cache
+    np.testing.assert_array_equal(images[0], new)
+    np.testing.assert_array_equal(images[1:], expected["test"][0][1:])
+    assert len(list(cache.iterdir())) == 2  # one entry per source content
+
+
+def _touch_later(path: Path):
+    """Moves a file's mtime 1 ms on: the clock may not have ticked since."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def test_fingerprint_of_a_file_follows_its_size_and_mtime(tmp_path):
+    path = tmp_path / "ds.tar"
+    path.write_bytes(b"abc")
+    first = datacache.fingerprint(path)
+    assert first == {
+        "path": str(path.resolve()),
+        "size": 3,
+        "mtime_ns": path.stat().st_mtime_ns,
+    }
+    assert datacache.fingerprint(path) == first
+    path.write_bytes(b"xyz")  # same size
+    _touch_later(path)
+    second = datacache.fingerprint(path)
+    assert second["mtime_ns"] != first["mtime_ns"] and second["size"] == 3
+    path.write_bytes(b"abcd")
+    assert datacache.fingerprint(path)["size"] == 4
+
+
+def test_fingerprint_of_a_directory_sees_every_file(folder):
+    root, _ = folder
+    base = datacache.fingerprint(root)
+    assert set(base) == {"path", "files"} and base["path"] == str(root.resolve())
+    assert datacache.fingerprint(root) == base
+    image = root / "train" / "ant" / "000.png"
+    size = image.stat().st_size
+    image.write_bytes(b"\0" * size)  # edited in place, same size
+    _touch_later(image)
+    edited = datacache.fingerprint(root)
+    assert edited != base
+    image.rename(image.with_name("zzz.png"))
+    renamed = datacache.fingerprint(root)
+    assert renamed not in (base, edited)
+    (root / "test" / "dog" / "extra.png").write_bytes(b"x")
+    assert datacache.fingerprint(root) not in (base, edited, renamed)
+
+
+def test_entry_directory_is_keyed_by_source_and_cache_version(tmp_path, monkeypatch):
+    key = {"name": "toy", "kind": "folder", "path": "/data/toy", "files": "ab"}
+    entry = datacache.entry_dir(tmp_path, "toy", key)
+    assert entry.parent == tmp_path and entry.name.startswith("toy-")
+    assert len(entry.name) == len("toy-") + 16
+    assert datacache.entry_dir(tmp_path, "toy", dict(reversed(key.items()))) == entry
+    assert datacache.entry_dir(tmp_path, "toy", dict(key, files="ac")) != entry
+    assert datacache.entry_dir(tmp_path, "toy", dict(key, kind="tfds")) != entry
+    odd = datacache.entry_dir(tmp_path, "my/data set", key)
+    assert odd.parent == tmp_path and odd.name.startswith("my_data_set-")
+    assert datacache.split_dir(entry, "train[:10%]") == entry / "train__10__"
+    monkeypatch.setattr(datacache, "CACHE_VERSION", datacache.CACHE_VERSION + 1)
+    assert datacache.entry_dir(tmp_path, "toy", key) != entry
+
+
+def test_split_entry_write_is_atomic_and_read_back_exactly(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    labels = np.arange(5, dtype=np.int32)
+    path = datacache.split_dir(tmp_path / "toy-0123", "train")
+    assert datacache.read_split(path) is None and datacache.read_info(path) is None
+    real_save = np.save
+
+    def killed(file, *args, **kwargs):
+        if str(file).endswith("labels.npy"):
+            raise KeyboardInterrupt  # the images are written, the labels not
+        return real_save(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        datacache.write_split(path, images, labels, {"n": 5})
+    monkeypatch.setattr(np, "save", real_save)
+    assert not path.exists() and list(path.parent.iterdir()) == []  # no .tmp-*
+
+    datacache.write_split(path, images, labels, {"n": 5})
+    got_images, got_labels, info = datacache.read_split(path)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    assert got_images.dtype == np.uint8 and got_labels.dtype == np.int32
+    assert info == {"n": 5} and datacache.read_info(path) == {"n": 5}
+    # A second writer of the same entry lost the race: the first one stays.
+    datacache.write_split(path, images[:2], labels[:2], {"n": 2})
+    assert datacache.read_info(path) == {"n": 5}
+    assert [p.name for p in path.parent.iterdir()] == ["train"]
+
+
+def test_damaged_split_entry_is_dropped_not_served(tmp_path):
+    path = datacache.split_dir(tmp_path / "toy-0123", "test")
+    datacache.write_split(path, np.zeros((2, 2), np.uint8), np.zeros(2, np.int32), {})
+    (path / "images.npy").write_bytes(b"\x93NUMPY truncated")
+    assert datacache.read_split(path) is None
+    assert not path.exists()
+
+
+def test_small_json_files_are_written_whole(tmp_path):
+    path = tmp_path / "entry" / "splits.json"
+    assert datacache.read_json(path) is None
+    datacache.write_json(path, ["test", "train"])
+    datacache.write_json(path, ["train"])
+    assert datacache.read_json(path) == ["train"]
+    assert [p.name for p in path.parent.iterdir()] == ["splits.json"]
 
 
 def test_unreadable_image_is_named(folder, tmp_path):

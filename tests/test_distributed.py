@@ -3,67 +3,31 @@
 Each search runs in a subprocess (`launch.search` on the tiny quickstart), so
 `XLA_FLAGS` and `jax.distributed` apply before JAX starts. The searches share
 one persistent compilation cache. Reference: the same search in one process
-on one device.
+on one device (`reference_search`, shared with tests/test_search.py through
+tests/conftest.py).
 """
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import REFERENCE_GROUP, TIMEOUT, _comparable, _finish, _launch
 
 from experiments import quickstart
 from jnas import distributed, results, search
 from jnas.population import sharding
-
-REPO = Path(__file__).resolve().parents[1]
-TIMEOUT = 900
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _launch(workdir, cache, *flags, devices=1) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "launch.search",
-        "--config=experiments/quickstart.py:tiny",
-        f"--workdir={workdir}",
-        f"--config.compilation_cache={cache}",
-        *flags,
-    ]
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _finish(*procs) -> list[str]:
-    errs = []
-    for proc in procs:
-        _, err = proc.communicate(timeout=TIMEOUT)
-        assert proc.returncode == 0, err[-3000:]
-        errs.append(err)
-    return errs
 
 
 def _two_processes(workdir, cache, *flags) -> list[subprocess.Popen]:
@@ -78,12 +42,6 @@ def _two_processes(workdir, cache, *flags) -> list[subprocess.Popen]:
         )
         for pid in (0, 1)
     ]
-
-
-def _comparable(record):
-    record = json.loads(json.dumps(record))
-    record["train"].pop("seconds")  # wall time differs between runs
-    return record
 
 
 def _assert_same_results(got, want):
@@ -118,18 +76,14 @@ def _shard_lines(workdir) -> list[dict]:
     return lines
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("xla_cache")
+@pytest.fixture
+def cache(xla_cache):
+    return xla_cache  # the session's (tests/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache):
-    work = tmp_path_factory.mktemp("one_device")
-    _finish(_launch(work, cache))
-    records = {r["hash"]: r for r in results.load(work)}
-    assert len(records) == 4
-    return records
+@pytest.fixture
+def reference(reference_search):
+    return reference_search.records  # the uninterrupted one-device search
 
 
 # ----------------------------------------------------------------- fast units
@@ -197,6 +151,7 @@ def test_eight_devices_give_the_one_device_results(tmp_path, cache):
     _assert_close_results(got, want, loss_rtol=5e-3, acc_atol=0.02)
 
 
+@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     work = tmp_path / "two"
     errs = _finish(*_two_processes(work, cache))

@@ -191,9 +191,17 @@ def test_release_table_rejects_bad_rows(tmp_path):
             latency.read_release_table(path)
 
 
-@pytest.mark.skipif(not PI_TABLE.exists(), reason="../shared/iotnets is absent")
-def test_pi_table_ingestion():
-    entries = latency.read_release_table(PI_TABLE)
+@pytest.fixture(scope="module")
+def pi_entries():
+    """The Pi table read once for the module (1617 networks built: seconds)."""
+    if not PI_TABLE.exists():
+        pytest.skip("../shared/iotnets is absent")
+    return latency.read_release_table(PI_TABLE)
+
+
+@pytest.mark.xdist_group("pi_table")  # one worker reads it (pytest-xdist)
+def test_pi_table_ingestion(pi_entries):
+    entries = pi_entries
     assert len(entries) == 1617
     families = {e.source["space"] for e in entries}
     assert families == {"densenet", "googlenet", "mobilenetv2", "pnasnet", "resnext"}
@@ -230,10 +238,10 @@ def test_shipped_pi_predictor_loads_without_the_table():
     assert 3 < shipped.predict(spaces.sample("mobilenetv2", "s6", 0)) < 15
 
 
-@pytest.mark.skipif(not PI_TABLE.exists(), reason="../shared/iotnets is absent")
-def test_shipped_pi_predictor_matches_its_regeneration():
+@pytest.mark.xdist_group("pi_table")
+def test_shipped_pi_predictor_matches_its_regeneration(pi_entries):
     # What `benchmarks/latency_pi.py --no-eval --save ...` writes (~15 s).
-    entries = latency.read_release_table(PI_TABLE)
+    entries = pi_entries
     fresh = latency.fit_pi_table(entries)
     shipped = latency.raspi3b_predictor()
     archs = [e.arch for e in entries[::10]]

@@ -1,4 +1,4 @@
-"""Tests of jnas.pipeline: exact augmentation, seeded epochs, no host round trips."""
+"""Tests of jnas.data.pipeline: exact augmentation, seeded epochs, no round trips."""
 
 import types
 

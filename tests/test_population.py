@@ -38,8 +38,20 @@ def _recipe(**model_options) -> engine.Recipe:
     )
 
 
+@functools.cache
+def _shared_recipe() -> engine.Recipe:
+    """The float32 recipe of the tests that do not count compiles.
+
+    `engine.step_function` caches compiled steps by recipe: with one recipe
+    object, a program (e.g. ResNeXt's vmap step) is compiled once per module
+    (per xdist worker: tests sharing programs share an `xdist_group`) instead
+    of once per test.
+    """
+    return _recipe()
+
+
 def _run(bucket, strategy, lrs, recipe=None, steps=STEPS, conv_impl="xla"):
-    recipe = recipe or _recipe()
+    recipe = recipe or _shared_recipe()
     keys = list(jax.random.split(jax.random.key(0), bucket.size))
     trainer = engine.BucketTrainer(
         bucket, recipe, keys=keys, lrs=lrs, strategy=strategy, conv_impl=conv_impl
@@ -140,7 +152,18 @@ def test_strategies_train_like_each_candidate_alone():
                     np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["resnext_s3", "pnasnet_s3"])
+# Tests that compile the same programs (`_shared_recipe`) run on one worker.
+RESNEXT_PROGRAMS = pytest.mark.xdist_group("population_resnext_s3")
+PNASNET_PROGRAMS = pytest.mark.xdist_group("population_pnasnet_s3")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("resnext_s3", marks=RESNEXT_PROGRAMS),
+        pytest.param("pnasnet_s3", marks=PNASNET_PROGRAMS),
+    ],
+)
 def test_float32_population_matches_alone_for_the_first_steps(name):
     # The same comparison in float32, over the steps before chaos sets in; with
     # pnasnet it also covers depthwise convs with a channel multiplier and max
@@ -153,6 +176,7 @@ def test_float32_population_matches_alone_for_the_first_steps(name):
         np.testing.assert_allclose(together, alone, rtol=2e-5)
 
 
+@RESNEXT_PROGRAMS
 @pytest.mark.parametrize("strategy", ["vmap", "map"])
 def test_diverging_candidate_does_not_change_the_others(strategy):
     bucket = _bucket("resnext_s3")
@@ -207,6 +231,7 @@ def test_bad_strategy_and_lengths():
         engine.BucketTrainer(bucket, _recipe(), keys=keys, lrs=[0.1], strategy="vmap")
 
 
+@PNASNET_PROGRAMS
 def test_autotuned_program_is_reused_and_evaluation_agrees():
     bucket = _bucket("pnasnet_s3")
     recipe = _recipe()
@@ -223,5 +248,43 @@ def test_autotuned_program_is_reused_and_evaluation_agrees():
     # Every strategy's evaluation gives the accuracies of the candidates' own
     # programs: rounding the trained variables is the format search's path.
     accs = engine.evaluate(trainer, _data(), batch_size=64)
-    alone, _ = _run(bucket, "sequential", [0.05] * 3, recipe=recipe, steps=2)
+    # The same recipe's values; the shared object reuses the compiled steps.
+    alone, _ = _run(bucket, "sequential", [0.05] * 3, steps=2)
     np.testing.assert_allclose(accs, engine.evaluate(alone, _data(), batch_size=64))
+
+
+def test_schedules_at_hand_computed_steps():
+    values = lambda schedule, steps: [float(schedule(s)) for s in steps]
+    constant = train.make_schedule("constant", 100)
+    assert values(constant, [0, 50, 100, 1000]) == [1.0] * 4
+    # Multiplied by gamma at round(0.5 * 100) and round(0.75 * 100).
+    step = train.make_schedule("step", 100)
+    np.testing.assert_allclose(
+        values(step, [0, 49, 50, 74, 75, 100]),
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01],
+        rtol=1e-6,
+    )
+    halves = train.make_schedule("step", 10, milestones=(0.2,), gamma=0.5)
+    assert values(halves, [0, 1, 2, 9]) == [1.0, 1.0, 0.5, 0.5]
+    # (1 + cos(pi t / T)) / 2, 0 from T on.
+    cosine = train.make_schedule("cosine", 100)
+    np.testing.assert_allclose(
+        values(cosine, [0, 25, 50, 75, 100, 150]),
+        [1.0, (1 + 0.5**0.5) / 2, 0.5, (1 - 0.5**0.5) / 2, 0.0, 0.0],
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    # Linear warm-up from 0, then the cosine over the remaining 90 steps.
+    warm = train.make_schedule("cosine", 100, warmup_steps=10)
+    np.testing.assert_allclose(
+        values(warm, [0, 5, 10, 55, 100]), [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-7
+    )
+    warm_constant = train.make_schedule("constant", 5, warmup_steps=4)
+    assert values(warm_constant, [0, 1, 2, 4, 5]) == [0.0, 0.25, 0.5, 1.0, 1.0]
+
+
+def test_unknown_schedule_and_empty_run_are_refused():
+    with pytest.raises(ValueError, match="schedule='linear' is not one of constant"):
+        train.make_schedule("linear", 100)
+    with pytest.raises(ValueError, match="total_steps=0 must be >= 1"):
+        train.make_schedule("cosine", 0)

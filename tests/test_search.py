@@ -2,24 +2,21 @@
 
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import jax
 import ml_dtypes
 import numpy as np
 import pytest
+from conftest import REFERENCE_GROUP, _comparable, _launch
 
 from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import precision, results, search, spaces
 from jnas.search import formats as posttraining
 from jnas.search import sampling
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(**overrides):
@@ -122,33 +119,13 @@ def test_narrowed_box_spans_the_best_feasible_arguments():
         assert hi == max(f[key] for f in flats) + 1
 
 
-def _launch(workdir: Path, cache: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "launch.search",
-        "--config=experiments/quickstart.py:tiny",
-        f"--workdir={workdir}",
-        f"--config.compilation_cache={cache}",
-    ]
-    return subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-
-def _comparable(record):
-    record = json.loads(json.dumps(record))
-    record["train"].pop("seconds")  # wall time differs between runs
-    return record
-
-
-def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
-    cache = tmp_path / "xla_cache"
-    # Reference: an uninterrupted run.
-    ref = _launch(tmp_path / "ref", cache)
-    _, err = ref.communicate(timeout=600)
-    assert ref.returncode == 0, err[-3000:]
-    want = {r["hash"]: r for r in results.load(tmp_path / "ref")}
+@pytest.mark.xdist_group(REFERENCE_GROUP)
+def test_killed_search_resumes_without_loss_duplication_or_change(
+    tmp_path, xla_cache, reference_search
+):
+    cache = xla_cache
+    # Reference: an uninterrupted run (tests/conftest.py).
+    want = reference_search.records
     assert len(want) == 4
     # Trained past chance level (0.1; one binomial sd on 100 images is 0.03),
     # so equal results below mean something.
@@ -182,9 +159,24 @@ def test_killed_search_resumes_without_loss_duplication_or_change(tmp_path):
     for h in want:
         restored = search.load_checkpoint(work, h)
         assert set(restored) == {"params", "batch_stats"}
+        # The same variables as the uninterrupted run's (the post-training
+        # sweep of the reference, below, checks those against the records).
+        ref = search.load_checkpoint(reference_search.workdir, h)
+        assert jax.tree.structure(restored) == jax.tree.structure(ref)
+        for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_array_equal(a, b)
     assert (work / "figures" / "summary.md").exists()
 
-    # Post-training sweep of the checkpoints (launch.formats), resumable.
+
+@pytest.mark.xdist_group(REFERENCE_GROUP)
+def test_post_training_sweep_reproduces_the_records_and_resumes(
+    tmp_path, reference_search
+):
+    # Post-training sweep of the checkpoints (launch.formats), resumable. It
+    # appends formats.jsonl: into a copy of the reference workdir.
+    work = tmp_path / "work"
+    shutil.copytree(reference_search.workdir, work)
+    want = reference_search.records
     sweep_cfg = formats_config.get_config()
     sweep_cfg.exponents, sweep_cfg.mantissas = [4, 5], [2]
     rows = posttraining.sweep(sweep_cfg, work)
