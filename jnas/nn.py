@@ -20,11 +20,16 @@ Variables, keyed by node name (stable and readable, e.g.
 Element counts: params + batch_stats == ``cost.params(arch) - n_BN`` (flax has
 no BN batch counter) and params == ``cost.trainable_params(arch)``.
 
-Initialisation is PyTorch's default, so candidates train as in the release:
-conv/linear weights and biases U(+-1/sqrt(fan_in)) (``nn_ops.torch_bound`` of
-the true fan-in ``nn_ops.fan_in``), BN scale 1, shift 0, running mean 0,
+Initialisation (``init``) is PyTorch's default, so candidates train as in the
+release: conv/linear weights and biases U(+-1/sqrt(fan_in)) (``nn_ops.torch_bound``
+of the true fan-in ``nn_ops.fan_in``), BN scale 1, shift 0, running mean 0,
 running variance 1. A population engine that pads widths must initialise each
-candidate from its own unpadded arch to keep these scales.
+candidate from its own unpadded arch to keep these scales. ``init`` builds the
+variables from the IR without tracing the forward pass: one U(-1, 1) draw for
+all weights, sliced and scaled on the host, so initialising a candidate is not
+a compilation (a jitted flax ``Net.init`` compiled the whole forward pass,
+1-2.5 s per candidate on a 2-core CPU). Flax's own ``Net.init`` gives the same
+structure with zero conv/linear weights (use it for shapes only).
 
 BatchNorm follows PyTorch exactly: train mode normalises with the batch mean
 and biased variance, and updates the running statistics with the node's
@@ -60,6 +65,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnas import arch as arch_lib
 from jnas import nn_ops, precision
@@ -74,37 +80,24 @@ COLLECTIONS = ("params", "batch_stats")
 class _Weights(nn.Module):
     """Declares the kernel (and bias) of one conv or linear node.
 
-    At init they are ``noise * bound``, where ``noise`` is this node's slice of
-    one U(-1, 1) draw that ``Net`` makes for the whole network. One draw rather
-    than one per tensor because XLA compiles every threefry call separately:
-    per-tensor draws made the jitted init of a 200-node network take ~20 s.
+    Flax initialises them to zeros: the values come from ``init``, which
+    draws them without tracing the network.
     """
 
     kernel_shape: tuple[int, ...]
-    bound: float
     use_bias: bool
     param_dtype: Any
 
     @nn.compact
-    def __call__(self, noise: jax.Array | None) -> tuple[jax.Array, jax.Array | None]:
-        """Returns (kernel, bias or None); ``noise`` is only read at init."""
-
-        def init_from(start: int):
-            def init(key: jax.Array, shape: tuple[int, ...], dtype: Any):
-                del key  # the randomness is in ``noise``
-                if noise is None:  # flax's shape check traces init_fn on apply too
-                    return jnp.zeros(shape, dtype)
-                values = noise[start : start + math.prod(shape)] * self.bound
-                return values.reshape(shape).astype(dtype)
-
-            return init
-
+    def __call__(self) -> tuple[jax.Array, jax.Array | None]:
+        """Returns (kernel, bias or None)."""
         shape = self.kernel_shape
-        kernel = self.param("kernel", init_from(0), shape, self.param_dtype)
+        kernel = self.param("kernel", nn.initializers.zeros, shape, self.param_dtype)
         bias = None
         if self.use_bias:
-            start = math.prod(shape)
-            bias = self.param("bias", init_from(start), shape[-1:], self.param_dtype)
+            bias = self.param(
+                "bias", nn.initializers.zeros, shape[-1:], self.param_dtype
+            )
         return kernel, bias
 
 
@@ -158,13 +151,13 @@ class Net(nn.Module):
                 f"Net expects inputs of shape (batch, {', '.join(map(str, want))}) "
                 f"(NHWC); got {tuple(x.shape)}"
             )
-        layout, noise = self._init_noise()
+        shapes = nn_ops.weight_shapes(self.arch)
         values: dict[str, jax.Array] = {}
         for node in self.arch.nodes:
             if node.op == "input":
                 y = jnp.asarray(x, self.dtype)
-            elif node.name in layout:
-                y = self._weighted(node, values[node.inputs[0]], layout, noise)
+            elif node.name in shapes:
+                y = self._weighted(node, values[node.inputs[0]], shapes[node.name])
             else:
                 y = self._node(node, [values[name] for name in node.inputs], train)
             if self.activation_format is not None and node.op in QUANTIZED_OUTPUTS:
@@ -186,33 +179,15 @@ class Net(nn.Module):
             return None
         return self._round(w, self.weight_format).astype(self.dtype)
 
-    def _init_noise(self) -> tuple[dict[str, tuple[Any, ...]], jax.Array | None]:
-        """Returns {node: (kernel shape, bias, noise offset)} and, at init only,
-        the U(-1, 1) draw shared by all conv/linear params (see ``_Weights``)."""
-        layout, offset = {}, 0
-        for name, (shape, bias) in nn_ops.weight_shapes(self.arch).items():
-            layout[name] = (shape, bias, offset)
-            offset += math.prod(shape) + (shape[-1] if bias else 0)
-        noise = None
-        if self.is_initializing() and offset:
-            key = self.make_rng("params")
-            noise = jax.random.uniform(key, (offset,), jnp.float32, -1.0, 1.0)
-        return layout, noise
-
     def _weighted(
         self,
         node: arch_lib.Node,
         x: jax.Array,
-        layout: dict[str, tuple[Any, ...]],
-        noise: jax.Array | None,
+        shape: tuple[tuple[int, ...], bool],
     ) -> jax.Array:
-        shape, has_bias, offset = layout[node.name]
-        if noise is not None:
-            size = math.prod(shape) + (shape[-1] if has_bias else 0)
-            noise = noise[offset : offset + size]
-        bound = nn_ops.torch_bound(nn_ops.fan_in(self.arch, node))
-        weights = _Weights(shape, bound, has_bias, self.param_dtype, name=node.name)
-        kernel, bias = (self._weight(w) for w in weights(noise))
+        kernel_shape, has_bias = shape
+        weights = _Weights(kernel_shape, has_bias, self.param_dtype, name=node.name)
+        kernel, bias = (self._weight(w) for w in weights())
         if node.op == "linear":
             return nn_ops.linear(x, kernel, bias)
         stride, padding = node.attr("stride"), node.attr("padding")
@@ -306,28 +281,92 @@ def create_model(
     return Net(arch, fmts[0], fmts[1], rounding, dtype, param_dtype, conv_impl)
 
 
-def init(model: Net, key: jax.Array, batch_size: int = 1) -> Variables:
-    """Initialises the variables of ``model`` (jitted; the forward is dead code).
+def variable_shapes(
+    arch: arch_lib.Arch,
+) -> dict[str, dict[str, dict[str, tuple[int, ...]]]]:
+    """The shapes of ``init``'s variables, from the IR alone.
+
+    Returns:
+      {"params": {node: {"kernel"|"bias"|"scale": shape}}, "batch_stats":
+      {node: {"mean"|"var": shape}}}, conv/linear nodes in node order, then
+      BatchNorm nodes.
+    """
+    params, stats = {}, {}
+    for name, (kernel, bias) in nn_ops.weight_shapes(arch).items():
+        params[name] = {"kernel": kernel, **({"bias": kernel[-1:]} if bias else {})}
+    for node in arch.nodes:
+        if node.op == "batchnorm":
+            c = arch.shapes[node.name][-1]
+            params[node.name] = {"scale": (c,), "bias": (c,)}
+            stats[node.name] = {"mean": (c,), "var": (c,)}
+    return {"params": params, "batch_stats": stats}
+
+
+class _RootKey(nn.Module):
+    """Returns the root scope's first "params" key (see `_noise_key`)."""
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.make_rng("params")
+
+
+def _noise_key(key: jax.Array) -> jax.Array:
+    """The key of the weights' draw: what flax's ``Net.init`` with
+    ``{"params": split(key)[0]}`` drew it from before ``init`` stopped tracing
+    the network, so the values (and every search result) stay the same."""
+    params_key, _ = jax.random.split(key)
+    noise_key, _ = _RootKey().init_with_output({"params": params_key})
+    return noise_key
+
+
+def init(model: Net, key: jax.Array) -> Variables:
+    """Initialises the variables of ``model`` (PyTorch's defaults, see above).
+
+    Every conv/linear kernel and bias, in node order, takes its slice of one
+    U(-1, 1) draw of all of them (one threefry program per network size:
+    XLA compiles each threefry call separately), times its bound
+    1/sqrt(fan_in). Outside a trace the slicing runs in numpy, so nothing
+    else is compiled; under ``jax.vmap`` or ``jax.eval_shape`` it is traced.
 
     Args:
-      model: a ``Net``. The compiled init is cached per (model, batch_size):
-        equal models (same arch and options) share it.
+      model: a ``Net`` (its arch and param_dtype matter).
       key: PRNG key. Values are deterministic given the key and the arch.
-      batch_size: batch of the dummy input.
 
     Returns:
       ``{"params": ..., "batch_stats": ...}`` (batch_stats is {} without BN).
     """
-    return _init(model, key, batch_size)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _init(model: Net, key: jax.Array, batch_size: int) -> Variables:
-    x = jnp.zeros((batch_size, *model.arch.input_shape), model.dtype)
-    params_key, quantize_key = jax.random.split(key)
-    rngs = {"params": params_key, "quantize": quantize_key}
-    variables = model.init(rngs, x, train=False)
-    return {name: variables.get(name, {}) for name in COLLECTIONS}
+    arch, dtype = model.arch, model.param_dtype
+    shapes = variable_shapes(arch)
+    weights = nn_ops.weight_shapes(arch)
+    total = sum(math.prod(k) + (k[-1] if bias else 0) for k, bias in weights.values())
+    noise = jax.random.uniform(_noise_key(key), (total,), jnp.float32, -1.0, 1.0)
+    traced = isinstance(noise, jax.core.Tracer)
+    xp = jnp if traced else np
+    noise = noise if traced else np.asarray(noise)
+    stats_dtype = nn_ops.stats_dtype(dtype)
+    params, stats, offset = {}, {}, 0
+    nodes = {node.name: node for node in arch.nodes}
+    for name, leaves in shapes["params"].items():
+        node = nodes[name]
+        if name in weights:
+            bound = nn_ops.torch_bound(nn_ops.fan_in(arch, node))
+            params[name] = {}
+            for leaf in ("kernel", "bias"):
+                if leaf not in leaves:
+                    continue
+                size = math.prod(leaves[leaf])
+                values = noise[offset : offset + size] * xp.float32(bound)
+                params[name][leaf] = values.reshape(leaves[leaf]).astype(dtype)
+                offset += size
+        else:  # batchnorm
+            c = leaves["scale"]
+            params[name] = {"scale": xp.ones(c, dtype), "bias": xp.zeros(c, dtype)}
+            stats[name] = {
+                "mean": xp.zeros(c, stats_dtype),
+                "var": xp.ones(c, stats_dtype),
+            }
+    variables = {"params": params, "batch_stats": stats}
+    return variables if traced else jax.device_put(variables)
 
 
 def apply(

@@ -408,6 +408,71 @@ def _stochastic_dynamic(a, sig, shift, rbits, cm: int, tiny_bits: int):
     return jnp.where(tiny, jnp.where(r < threshold, u32(tiny_bits), u32(0)), main)
 
 
+def round_nearest(
+    x: jax.Array, exponent_bits: jax.Array | int, mantissa_bits: jax.Array | int
+) -> jax.Array:
+    """`quantize(x, FloatFormat(E, M))` with E and M as runtime values.
+
+    Round-to-nearest-even, IEEE overflow to ±Inf, subnormals kept: the default
+    FloatFormat. E and M may be traced int32 scalars, so one compiled program
+    rounds to every format of a grid (the format search evaluates dozens per
+    bucket; `quantize` compiles one program per format). The values are the
+    ones `quantize` gives, bit for bit (tests/test_precision.py checks every
+    E in 1..8, M in 0..23). It runs the per-element variable-shift path of
+    `_round_bits`, so it is slower per element than `quantize`'s fixed-shift
+    paths; it is not differentiable (no straight-through gradient).
+
+    Args:
+      x: float32 array.
+      exponent_bits: E in 1..8 (not checked when traced).
+      mantissa_bits: M in 0..23 (not checked when traced).
+
+    Returns:
+      float32 array of x's shape.
+    """
+    x = jnp.asarray(x)
+    if x.dtype != jnp.float32:
+        raise ValueError(f"round_nearest needs a float32 input, got dtype {x.dtype}")
+    for name, v, (lo, hi) in (
+        ("exponent_bits", exponent_bits, EXPONENT_RANGE),
+        ("mantissa_bits", mantissa_bits, MANTISSA_RANGE),
+    ):
+        if isinstance(v, (int, np.integer)) and not lo <= v <= hi:
+            raise ValueError(f"{name}={v} is outside {lo}..{hi}")
+    u32, i32 = jnp.uint32, jnp.int32
+    e_bits = jnp.asarray(exponent_bits, i32)
+    m_bits = jnp.asarray(mantissa_bits, i32)
+    cm, inf_bits, sign_mask = 23, 0x7F800000, 0x80000000
+    bias_t = (i32(1) << (e_bits - 1)) - 1
+    emin_t = 1 - bias_t
+    # 2**(bias_t + 1), the first value past the range (Inf for E == 8).
+    overflow_bits = jnp.where(
+        bias_t + 1 > 127, u32(inf_bits), ((bias_t + 128).astype(u32)) << u32(cm)
+    )
+
+    bits = jax.lax.bitcast_convert_type(x, u32)
+    sign = bits & u32(sign_mask)
+    a = bits & u32(sign_mask - 1)
+    # As `_round_bits`'s general path, with the target's constants traced.
+    ef = (a >> cm).astype(i32)
+    e = jnp.maximum(ef, 1) - 127
+    shift = (cm - m_bits) + jnp.maximum(0, emin_t - e)
+    sig = jnp.where(ef > 0, (a & u32((1 << cm) - 1)) | u32(1 << cm), a)
+    s = jnp.minimum(shift, cm + 2).astype(u32)
+    low_mask = (u32(1) << s) - u32(1)
+    kept = jnp.where((m_bits == 0) & (e >= emin_t), a >> s, sig >> s)
+    half = (u32(1) << s) >> 1
+    inc = (half - u32(1) + (kept & u32(1))) & low_mask
+    rounded = (sig + inc) & ~low_mask
+    out = jnp.where(rounded == 0, u32(0), a - sig + rounded)
+    out = jnp.where(out >= overflow_bits, u32(inf_bits), out)
+    quiet_nan = inf_bits | (1 << (cm - 1))
+    out = jnp.where(
+        a > u32(inf_bits), u32(quiet_nan), jnp.where(a == u32(inf_bits), a, out)
+    )
+    return jax.lax.bitcast_convert_type(out | sign, jnp.float32)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _quantize_ste(x, rbits, fmt, rounding, carrier):
     return _round_bits(x, rbits, fmt, rounding, carrier)
@@ -461,3 +526,48 @@ def quantize(
             )
         rbits = None
     return _quantize_ste(x, rbits, fmt, rounding, carrier)
+
+
+# One compiled program per vector length for every default format.
+_round_nearest_jit = jax.jit(round_nearest)
+
+
+@functools.cache
+def _quantize_jit(fmt: FloatFormat) -> Any:
+    return jax.jit(functools.partial(quantize, fmt=fmt))
+
+
+def quantize_tree(tree: Any, fmt: FloatFormat | str | None) -> Any:
+    """Every floating-point leaf of `tree` rounded to `fmt` (None: unchanged).
+
+    The leaves are gathered into one float32 vector on the host, padded to a
+    power of two (at least 1024), rounded by one jitted program and split
+    back (each leaf keeps its dtype). A default-kind format goes through
+    `round_nearest` with E and M as runtime values, so one compiled program
+    per vector length serves every format and every network of a search;
+    other formats compile `quantize` once each. Nothing else is compiled
+    (eager slicing on the device would compile a program per leaf shape).
+
+    Returns:
+      A tree of numpy arrays with the structure of `tree`.
+    """
+    if fmt is None:
+        return tree
+    fmt = as_format(fmt)
+    leaves, treedef = jax.tree.flatten(jax.device_get(tree))
+    leaves = [np.asarray(leaf) for leaf in leaves]
+    n = sum(leaf.size for leaf in leaves)
+    flat = np.zeros(1 << max(10, (n - 1).bit_length()), np.float32)
+    if n:
+        flat[:n] = np.concatenate([leaf.ravel() for leaf in leaves])
+    if fmt == FloatFormat(fmt.exponent_bits, fmt.mantissa_bits):
+        e, m = np.int32(fmt.exponent_bits), np.int32(fmt.mantissa_bits)
+        rounded = np.asarray(_round_nearest_jit(flat, e, m))
+    else:
+        rounded = np.asarray(_quantize_jit(fmt)(flat))
+    out, start = [], 0
+    for leaf in leaves:
+        part = rounded[start : start + leaf.size].reshape(leaf.shape)
+        out.append(part.astype(leaf.dtype))
+        start += leaf.size
+    return jax.tree.unflatten(treedef, out)

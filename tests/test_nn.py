@@ -384,6 +384,64 @@ def test_init_is_pytorch_default():
     np.testing.assert_array_equal(variables["batch_stats"]["bn"]["var"], 1)
 
 
+@pytest.mark.parametrize("space", ["resnext", "mobilenetv2", "pnasnet"])
+def test_init_has_flax_structure_and_pytorch_scales(space):
+    # `nn.init` builds the variables from the IR; flax's own init of the same
+    # module (which traces the forward pass) must agree on names, shapes and
+    # dtypes, and the values must be PyTorch's U(-b, b) per tensor.
+    net = spaces.sample(space, "s3" if space != "mobilenetv2" else "s6", 3)
+    model = nn.create_model(net)
+    x = jnp.zeros((1, *net.input_shape))
+    want = jax.eval_shape(lambda k: model.init(k, x), jax.random.key(0))
+    want = {c: want.get(c, {}) for c in nn.COLLECTIONS}
+    got = nn.init(model, jax.random.key(7))
+    shape = jax.tree.map(lambda a: (a.shape, a.dtype), got)
+    assert shape == jax.tree.map(lambda a: (a.shape, a.dtype), want)
+    for name in nn_ops.weight_shapes(net):
+        bound = 1 / np.sqrt(nn_ops.fan_in(net, net.node(name)))
+        for leaf in got["params"][name].values():
+            assert 0 < np.abs(leaf).max() <= bound
+    again, other = (nn.init(model, jax.random.key(k)) for k in (7, 8))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    first = next(iter(nn_ops.weight_shapes(net)))
+    assert not np.array_equal(
+        got["params"][first]["kernel"], other["params"][first]["kernel"]
+    )
+    # Each tensor has its own slice of the draw: the values scaled back to
+    # U(-1, 1) are (up to a few chance collisions) all distinct.
+    scaled = np.concatenate(
+        [
+            np.ravel(leaf) * np.sqrt(nn_ops.fan_in(net, net.node(name)))
+            for name in nn_ops.weight_shapes(net)
+            for leaf in got["params"][name].values()
+        ]
+    )
+    assert len(np.unique(np.round(scaled, 6))) > 0.99 * scaled.size
+
+
+def test_init_values_are_those_of_the_traced_flax_init():
+    # Bit patterns that jnas's earlier init (flax's Net.init traced under jit,
+    # drawing from make_rng("params")) gave; `nn.init` builds the variables
+    # without tracing and must keep them, so searches keep their results.
+    def first_bits(space, law, index, node, leaf):
+        v = nn.init(
+            nn.create_model(spaces.sample(space, law, index)), jax.random.key(42)
+        )
+        return [hex(b) for b in np.ravel(v["params"][node][leaf])[:3].view(np.uint32)]
+
+    assert first_bits("resnext", "s3", 0, "stem.conv", "kernel") == [
+        "0x3c91a99c",
+        "0xbe88b186",
+        "0x3f021714",
+    ]
+    assert first_bits("mobilenetv2", "s6", 3, "head.linear", "bias") == [
+        "0x3e19d635",
+        "0xbd820a55",
+        "0x3d7dda40",
+    ]
+
+
 def test_bad_options_and_inputs_fail_early():
     net = nn_oracle.conv_bn_arch()
     with pytest.raises(ValueError, match="rounding='up' is not one of"):

@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import cost, nn_ops
+from jnas import cost, nn
 
 Variables = dict[str, Any]
 
@@ -318,7 +318,7 @@ def embed(bucket: Bucket, index: int, variables: Variables) -> tuple[Variables, 
       1.0 on the member's real entries and 0.0 elsewhere).
     """
     arch, layout = bucket.members[index], bucket.layouts[index]
-    padded_shapes = _padded_shapes(bucket)
+    padded_shapes = nn.variable_shapes(bucket.padded)
     params, stats, mask = {}, {}, {}
     for node in arch.nodes:
         name = node.name
@@ -382,18 +382,4 @@ def extract(bucket: Bucket, index: int, padded: Variables) -> Variables:
             stats[name] = {
                 k: np.asarray(v)[idx] for k, v in padded["batch_stats"][name].items()
             }
-    return {"params": params, "batch_stats": stats}
-
-
-def _padded_shapes(bucket: Bucket) -> dict[str, dict[str, dict[str, tuple]]]:
-    """Shapes of the padded variables, computed from the padded IR."""
-    arch = bucket.padded
-    params, stats = {}, {}
-    for name, (kernel, bias) in nn_ops.weight_shapes(arch).items():
-        params[name] = {"kernel": kernel, **({"bias": kernel[-1:]} if bias else {})}
-    for node in arch.nodes:
-        if node.op == "batchnorm":
-            c = arch.shapes[node.name][-1]
-            params[node.name] = {"scale": (c,), "bias": (c,)}
-            stats[node.name] = {"mean": (c,), "var": (c,)}
     return {"params": params, "batch_stats": stats}

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas import nn
+from jnas import nn, precision
 from jnas.data import pipeline
 from jnas.population import buckets, sharding
 from jnas.population import step as train
@@ -87,7 +87,7 @@ class Recipe:
         return nn.create_model(arch, conv_impl=conv_impl, **dict(self.model_options))
 
 
-def enable_compilation_cache(path: str | None, min_compile_secs: float = 0.5) -> None:
+def enable_compilation_cache(path: str | None, min_compile_secs: float = 0.0) -> None:
     """Turns on JAX's persistent compilation cache in `path` (None: leave off).
 
     A probe cut a 2.8 s compile to 0.2 s on a rerun; a resumed search compiles
@@ -211,31 +211,40 @@ class BucketTrainer:
         self.bucket, self.recipe, self.strategy = bucket, recipe, strategy
         self.conv_impl = conv_impl
         self.mesh = None if strategy == "sequential" else mesh
-        states = []
+        # Variables are built, embedded and stacked on the host, and the
+        # optimiser state is made by one small program per bucket: done
+        # eagerly, every distinct leaf shape of tx.init and of a stack
+        # compiled its own XLA program (~2 s per candidate on a 2-core CPU).
+        split = [jax.random.split(k) for k in keys]
+        init_keys, state_keys = (jnp.stack(ks) for ks in zip(*split, strict=True))
+        lrs = np.asarray(lrs, np.float32)
+        members = []
         for i, member in enumerate(bucket.members):
-            init_key, state_key = jax.random.split(keys[i])
-            variables = nn.init(recipe.model(member), init_key)
+            variables = nn.init(recipe.model(member), init_keys[i])
             mask = None
             if strategy != "sequential":
                 variables, mask = buckets.embed(bucket, i, variables)
-            states.append(
-                train.create_state(
-                    variables, tx=recipe.tx, lr=lrs[i], key=state_key, grad_mask=mask
-                )
-            )
+            members.append((jax.device_get(variables), mask))
         if strategy == "sequential":
-            self.states = states
+            self.states = [
+                _create_states(
+                    recipe.tx, *_host_stack([v]), lrs[i : i + 1], state_keys[i : i + 1]
+                )
+                for i, v in enumerate(members)
+            ]
+            self.states = [unstack(s, 0) for s in self.states]
             self._steps = [
                 step_function(recipe, m, "sequential", conv_impl)
                 for m in bucket.members
             ]
         else:
+            states = _create_states(recipe.tx, *_host_stack(members), lrs, state_keys)
             step = step_function(recipe, bucket.padded, strategy, conv_impl)
             if self.mesh is None:
-                self.states = jax.device_put(stack(states))
+                self.states = states
                 self._steps = [step]
             else:  # padded copies, sharded, shard_map'ed step (sharding)
-                self.states = sharding.shard_population(stack(states), self.mesh)
+                self.states = sharding.shard_population(states, self.mesh)
                 self._steps = [sharding.shard_step(step, self.mesh)]
 
     @property
@@ -291,6 +300,23 @@ class BucketTrainer:
         if self.strategy == "sequential":
             return np.array([bool(s.diverged) for s in self.states])
         return np.asarray(self.states.diverged)[: self.bucket.size]  # no padding
+
+
+def _host_stack(members: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """(variables, masks) of the members stacked along a new axis, in numpy."""
+    variables = jax.tree.map(lambda *v: np.stack(v), *[v for v, _ in members])
+    masks = [m for _, m in members]
+    if masks[0] is None:
+        return variables, None
+    return variables, jax.tree.map(lambda *m: np.stack(m), *masks)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _create_states(tx, variables, masks, lrs, keys) -> train.TrainState:
+    """Stacked `train.create_state` of stacked variables, in one program."""
+    return jax.vmap(
+        lambda v, m, lr, k: train.create_state(v, tx=tx, lr=lr, key=k, grad_mask=m)
+    )(variables, masks, lrs, keys)
 
 
 class _CountedStep:
@@ -413,6 +439,7 @@ def evaluate(
     batch_size: int = 500,
     variables: Any = None,
     transform: Callable[[Any], Any] | None = None,
+    weight_format: precision.FloatFormat | None = None,
 ) -> np.ndarray:
     """Accuracy of every candidate on a whole dataset (running BN statistics).
 
@@ -425,6 +452,10 @@ def evaluate(
         trained values rounded to a number format.
       transform: instead of `variables`, an elementwise function of the
         trained variables (`BucketTrainer.map_variables`), e.g. rounding.
+      weight_format: evaluate with every stored value (params and BN
+        statistics) rounded to this format (`precision.quantize_tree`: a
+        default-kind format, the whole format-search grid, compiles no
+        program of its own).
 
     Returns:
       float [candidates] accuracies.
@@ -439,6 +470,8 @@ def evaluate(
     )
     if trainer.mesh is not None:  # per shard of candidates
         fn = sharding.shard_eval(fn, trainer.mesh)
+    if weight_format is not None:
+        transform = functools.partial(precision.quantize_tree, fmt=weight_format)
     states = trainer.states
     if transform is not None:
         variables = trainer.map_variables(transform)
@@ -447,13 +480,16 @@ def evaluate(
             states = [s._replace(**v) for s, v in zip(states, variables, strict=True)]
         else:
             states = states._replace(**variables)
-    totals = None
-    for images, labels, mask in pipeline.eval_batches(ds, batch_size):
-        out = fn(states, images, labels, mask)
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    totals = jax.device_get(totals)
-    acc = np.asarray(totals["correct"]) / np.asarray(totals["count"])
-    return acc[: bucket.size]  # without a mesh's padding copies
+    # Sums accumulate on the host: eager device adds would compile a program
+    # per shape (again after every `clear_caches`).
+    outs = [
+        fn(states, images, labels, mask)
+        for images, labels, mask in pipeline.eval_batches(ds, batch_size)
+    ]
+    outs = jax.device_get(outs)
+    correct = np.sum([np.asarray(o["correct"], np.int64) for o in outs], axis=0)
+    count = np.sum([np.asarray(o["count"], np.int64) for o in outs], axis=0)
+    return (correct / count)[: bucket.size]  # without a mesh's padding copies
 
 
 @functools.lru_cache(maxsize=64)

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.flatten_util import ravel_pytree
 
 from jnas import arch as arch_lib
 from jnas import cost, nn, precision, results
@@ -37,26 +35,11 @@ E_GRID = range(2, 9)
 M_GRID = range(0, 24)
 
 
-@functools.cache
-def _vector_quantizer(fmt: precision.FloatFormat) -> Callable:
-    return jax.jit(functools.partial(precision.quantize, fmt=fmt))
-
-
 def quantize_variables(variables: Any, fmt: precision.FloatFormat | None) -> Any:
-    """Every stored value (params and BN statistics) rounded to `fmt`.
-
-    The values are flattened into one float32 vector padded to a power of two,
-    so one compiled rounding per format serves every network of a search
-    (the format search evaluates dozens of formats per bucket).
-    """
-    if fmt is None:
-        return variables
-    flat, unravel = ravel_pytree(variables)
-    n = flat.shape[0]
-    size = 1 << max(10, (n - 1).bit_length())
-    padded = jnp.zeros(size, jnp.float32).at[:n].set(flat.astype(jnp.float32))
-    rounded = _vector_quantizer(fmt)(padded)[:n].astype(flat.dtype)
-    return unravel(rounded)
+    """Every stored value (params and BN statistics) rounded to `fmt`
+    (`precision.quantize_tree`: one compiled rounding per vector size serves
+    every format of the grid and every network)."""
+    return precision.quantize_tree(variables, fmt)
 
 
 def format_grid_by_bits() -> list[list[precision.FloatFormat]]:
@@ -213,8 +196,9 @@ def evaluate_formats(
     """A trained bucket's accuracies in float32, half and its per-model formats.
 
     Runs `format_search` on the validation split, then the test split in each
-    chosen format. Every evaluation runs the bucket's own compiled program on
-    rounded copies of the trained variables.
+    chosen format. Every evaluation runs the bucket's one compiled evaluation
+    program, which rounds the trained variables to the format it is given at
+    run time (`engine.evaluate(weight_format=...)`).
 
     Returns:
       Per member: "accuracy" ({"float32"|"half"|"custom": {"val", "test"}}),
@@ -222,12 +206,15 @@ def evaluate_formats(
       "memory_custom" (bytes of the params in the chosen format).
     """
 
+    # One batch size for both splits (one compiled program), as even as
+    # possible: 300 validation examples run as one batch of 300, not as one
+    # of 500 that is 40% padding (the format search evaluates dozens of times).
+    n_val = datasets["val"].images.shape[0]
+    batch_size = -(-n_val // -(-n_val // batch_size))
+
     def accuracy(split: str, fmt: precision.FloatFormat | None) -> np.ndarray:
         return engine.evaluate(
-            trainer,
-            datasets[split],
-            batch_size=batch_size,
-            transform=functools.partial(quantize_variables, fmt=fmt),
+            trainer, datasets[split], batch_size=batch_size, weight_format=fmt
         )
 
     val32 = accuracy("val", None)
