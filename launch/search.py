@@ -8,6 +8,8 @@ The config file's docstring is the runbook. The replay of the release
 (``experiments/iotnets_replay.py``) has its own launcher, ``launch.replay``.
 """
 
+import sys
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -32,6 +34,12 @@ def main(argv):
             f"python -m launch.replay --config=... --workdir={workdir}"
         )
     if config.get("distributed") is not None:  # before anything touches a device
+        workers = distributed.local_workers(config.distributed)
+        if workers > 1:  # one process per core, each running this command
+            code = distributed.run_local_workers("launch.search", sys.argv[1:], workers)
+            if code:
+                raise SystemExit(code)
+            return
         distributed.initialize(config.distributed)
     try:
         search.run(config, workdir)

@@ -98,6 +98,7 @@ def reference(reference_search):
         ("num_processes", -2, r"num_processes=-2 must be an integer >= 0"),
         ("process_id", -5, r"process_id=-5 must be -1"),
         ("coordinator_address", "localhost", r"coordinator_address='localhost'"),
+        ("local_workers", -1, r"local_workers=-1 must be an integer >= 0"),
     ],
 )
 def test_bad_distributed_keys_name_the_key(key, value, message):
@@ -105,6 +106,32 @@ def test_bad_distributed_keys_name_the_key(key, value, message):
     cfg.distributed[key] = value
     with pytest.raises(ValueError, match=message):
         search.validate(cfg)
+
+
+def test_assign_balances_costs_and_is_round_robin_on_equal_costs():
+    assert distributed.assign([1.0] * 5, 2) == [0, 1, 0, 1, 0]
+    # Longest first onto the least loaded: 9 | 5 + 3 + 2 (loads 9 and 10).
+    assert distributed.assign([2.0, 9.0, 3.0, 5.0], 2) == [1, 0, 1, 1]
+    assert distributed.assign([4.0, 1.0], 1) == [0, 0]
+    with pytest.raises(ValueError, match="num_processes=0"):
+        distributed.assign([1.0], 0)
+
+
+def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch):
+    cfg = quickstart.get_config().distributed
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert distributed.local_workers(cfg) == min(cores, distributed.MAX_AUTO_WORKERS)
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+    assert distributed.local_workers(cfg) == 1  # an accelerator: one process
+    cfg.local_workers = 3
+    assert distributed.local_workers(cfg) == 3
+    cfg.num_processes = 2  # already one of several processes
+    assert distributed.local_workers(cfg) == 1
+    cfg.num_processes, cfg.local_workers = 0, -1
+    with pytest.raises(ValueError, match="local_workers=-1 must be an int >= 0"):
+        distributed.local_workers(cfg)
 
 
 def test_mesh_that_does_not_fit_the_devices_is_refused_with_numbers():
@@ -159,17 +186,36 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     shards = {
         p: list(results.iter_records(work / f"results.{p}.jsonl")) for p in (0, 1)
     }
-    # Bucket b is process b % 2's: each process recorded its own bucket.
-    for p, records in shards.items():
-        assert len(records) == 2 and {r["bucket"] for r in records} == {p}
+    # Two buckets of two (`distributed.assign` gives one to each process):
+    # each process recorded a whole bucket of its own.
+    owned = {p: {r["bucket"] for r in records} for p, records in shards.items()}
+    assert all(len(shards[p]) == 2 and len(owned[p]) == 1 for p in (0, 1))
+    assert owned[0] | owned[1] == {0, 1}
     merged = list(results.iter_records(work / results.RESULTS))
     assert len(merged) == 4 and len({r["hash"] for r in merged}) == 4
     _assert_same_results({r["hash"]: r for r in merged}, reference)
     assert (work / "figures" / "summary.md").exists()  # process 0 wrote them
 
 
+@pytest.mark.xdist_group(REFERENCE_GROUP)
+def test_local_workers_split_the_search(tmp_path, cache, reference):
+    # What the README's main job does on a CPU: the launcher starts one
+    # worker pinned to each core (here 2) running the same command.
+    work = tmp_path / "local"
+    (err,) = _finish(_launch(work, cache, "--config.distributed.local_workers=2"))
+    assert "[worker 0]" in err and "[worker 1]" in err
+    assert {p: (work / f"results.{p}.jsonl").exists() for p in (0, 1)} == {
+        0: True,
+        1: True,
+    }
+    merged = {r["hash"]: r for r in results.iter_records(work / results.RESULTS)}
+    _assert_close_results(merged, reference, loss_rtol=1e-4, acc_atol=0.01)
+    assert (work / "figures" / "summary.md").exists()
+
+
 def test_killed_process_is_retrained_on_restart(tmp_path, cache):
-    # One candidate per bucket: process 1 owns buckets 1 and 3, so a whole
+    # One candidate per bucket: process 1 owns two of the four buckets
+    # (`distributed.assign`), so a whole
     # bucket's training lies between its two records and the kill at its first
     # record always finds work unfinished (with buckets of two, its records
     # came milliseconds apart and the kill sometimes landed after both).

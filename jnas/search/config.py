@@ -120,6 +120,10 @@ def _validate_distributed(dist: Any) -> None:
         )
     _positive("distributed.mesh_data", dist.mesh_data, integer=True)
     _positive("distributed.num_processes", dist.num_processes, integer=True, zero=True)
+    if "local_workers" in dist:
+        _positive(
+            "distributed.local_workers", dist.local_workers, integer=True, zero=True
+        )
     pid = dist.process_id
     if not isinstance(pid, int) or pid < -1:
         raise ValueError(
@@ -132,6 +136,19 @@ def _validate_distributed(dist: Any) -> None:
             f"config.distributed.coordinator_address={address!r} must be "
             "'host:port' or '' (from the environment)"
         )
+
+
+def compilation_cache_dir(value: str) -> Path | None:
+    """The folder of JAX's persistent compilation cache for `config.compilation_cache`.
+
+    "auto" (the default) is ``<jnas cache>/xla`` ($JNAS_CACHE_DIR, else
+    ~/.cache/jnas), so a second run of the same search, or a resumed one,
+    loads its compiled programs instead of compiling them; "" turns the cache
+    off; anything else is a folder.
+    """
+    if value == "auto":
+        return data.default_cache_dir() / "xla"
+    return Path(value).expanduser() if value else None
 
 
 def make_recipe(config: Any) -> engine.Recipe:

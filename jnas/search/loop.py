@@ -19,8 +19,9 @@ order. A rerun skips buckets whose members are all recorded and retrains a
 bucket that was interrupted, recording only its missing members, so its
 results equal those of an uninterrupted run (XLA:CPU is deterministic).
 
-Several processes (`jnas.distributed`): each trains the buckets it owns and
-appends to its own shard; any shard's records count as done; process 0 merges.
+Several processes (`jnas.distributed`): each trains the buckets it owns
+(`distributed.assign` balances estimated bucket costs) and appends to its own
+shard; any shard's records count as done; process 0 merges.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     store = results.Store(workdir, results.shard_name(pid, nproc))
     dist = config.get("distributed")
     mesh = sharding.mesh_from_config(dist) if dist is not None else None
-    engine.enable_compilation_cache(config.compilation_cache or None)
+    engine.enable_compilation_cache(
+        config_lib.compilation_cache_dir(config.compilation_cache)
+    )
     predictor = constraints.load_predictor(config.latency.predictor)
     recipe = config_lib.make_recipe(config)
     datasets = None
@@ -87,9 +90,10 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             len(keep),
             len(plan),
         )
+        owners = distributed.assign([_bucket_cost(config, b) for b, _ in plan], nproc)
         for b, (bucket, indices) in enumerate(plan):
             todo = [i for i in indices if keep[i][0].hash not in known]
-            if distributed.owner(b, nproc) != pid or not todo:
+            if owners[b] != pid or not todo:
                 continue  # another process's bucket, or finished
             if datasets is None:
                 device = None if mesh is None else sharding.replicated(mesh)
@@ -217,6 +221,18 @@ def _plan(config: Any, archs: list[arch_lib.Arch]):
         memory_budget=config.train.device_memory_bytes or engine.device_memory_budget(),
         batch_size=config.train.batch_size,
     )
+
+
+def _bucket_cost(config: Any, bucket: population.Bucket) -> float:
+    """Estimated seconds of a bucket on a CPU core, to balance processes.
+
+    A fixed part (compiling the step and evaluation programs: ~20 s per
+    bucket on the quickstart) plus its padded training MACs (forward and
+    backward, ~3x the forward's) at ~8 GMAC/s (the quickstart's ResNeXt
+    bucket). Only the ratios matter.
+    """
+    steps = config.train.steps * config.train.batch_size
+    return 20.0 + 3 * bucket.padded_macs() * steps / 8e9
 
 
 def _seed_of(arch_hash: str, seed: int) -> int:
