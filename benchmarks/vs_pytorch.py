@@ -134,11 +134,15 @@ def make_batches(args, input_shape, num_classes):
 # ----------------------------------------------------------------- jnas
 
 
-def run_jnas(archs, args, pool):
-    """One jnas run; returns its timings (seconds) and bucket summary."""
+def run_jnas(archs, args, pool, only=None, barrier=None):
+    """One jnas run; returns its timings (seconds) and bucket summary.
+
+    `only`: the plan's bucket indices to train (None: all); `barrier`: waited
+    on once everything is imported and the batches are on the device (the
+    workers of the "procs" layout start their clocks together).
+    """
     import jax
 
-    from jnas import population
     from jnas.population import engine
     from jnas.population import step as train
 
@@ -154,15 +158,14 @@ def run_jnas(archs, args, pool):
     n_pool = len(images)
     build = first = steady = 0.0
     losses, buckets, traces = [], [], 0
+    if barrier is not None:
+        barrier.wait(BARRIER_TIMEOUT)
+    t_start = time.monotonic()
     start = time.perf_counter()
-    plan = population.plan(
-        archs,
-        max_waste=args.max_waste,
-        max_size=args.max_bucket or None,
-        memory_budget=engine.device_memory_budget(),
-        batch_size=args.batch,
-    )
-    for bucket, indices in plan:
+    plan = _jnas_plan(archs, args)
+    for b, (bucket, indices) in enumerate(plan):
+        if only is not None and b not in only:
+            continue
         t0 = time.perf_counter()
         strategy, impl = engine.choose_plan(
             bucket,
@@ -200,13 +203,97 @@ def run_jnas(archs, args, pool):
         "build": build,
         "first": first,
         "steady": steady,
-        "loss": float(np.mean(losses)),
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "losses": losses,
         "buckets": buckets,
         "compiles": traces,
+        "t": (t_start, t_start + wall),
     }
 
 
-# ----------------------------------------------------------------- PyTorch
+def _jnas_plan(archs, args):
+    from jnas import population
+    from jnas.population import engine
+
+    return population.plan(
+        archs,
+        max_waste=args.max_waste,
+        max_size=args.max_bucket or None,
+        memory_budget=engine.device_memory_budget(),
+        batch_size=args.batch,
+    )
+
+
+def jnas_worker(rank, jobs, only, args, pool_path, barrier, queue):
+    """A jnas worker of the "procs" layout: pinned to core `rank`, it trains
+    the buckets `only` of the plan, as `launch.search`'s local workers do."""
+    try:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank]})
+        from jnas import arch as arch_lib
+
+        archs = [arch_lib.Arch.from_json(j) for j in jobs]
+        with np.load(pool_path) as pool:
+            batches = (pool["images"], pool["labels"])
+        result = run_jnas(archs, args, batches, only=set(only), barrier=barrier)
+        queue.put({"rank": rank, **result})
+    except BaseException as err:  # noqa: BLE001 - reported to the parent
+        barrier.abort()
+        queue.put({"rank": rank, "error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def run_jnas_procs(archs, args, pool_path, workers):
+    """jnas as the main job runs on a CPU: one pinned process per core, the
+    plan's buckets dealt by `distributed.assign` (the search's cost model)."""
+    from jnas import distributed
+    from jnas.search import loop
+
+    plan = _jnas_plan(archs, args)
+    cfg = argparse.Namespace(
+        train=argparse.Namespace(steps=args.steps, batch_size=args.batch)
+    )
+    owners = distributed.assign([loop._bucket_cost(cfg, b) for b, _ in plan], workers)
+    ctx = mp.get_context("spawn")
+    ranks = sorted(set(owners))
+    barrier = ctx.Barrier(len(ranks) + 1)
+    queue = ctx.Queue()
+    jobs = [a.to_json() for a in archs]
+    procs = [
+        ctx.Process(
+            target=jnas_worker,
+            args=(
+                r,
+                jobs,
+                [b for b, o in enumerate(owners) if o == r],
+                args,
+                pool_path,
+                barrier,
+                queue,
+            ),
+            daemon=True,
+        )
+        for r in ranks
+    ]
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(BARRIER_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a worker failed before the start
+        pass
+    results = _collect(queue, procs)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"jnas worker failed: {errors[0]}")
+    t = np.array([r["t"] for r in results])
+    return {
+        "wall": t[:, 1].max() - t[:, 0].min(),
+        "build": max(r["build"] for r in results),
+        "first": max(r["first"] for r in results),
+        "steady": max(r["steady"] for r in results),
+        "loss": float(np.mean([v for r in results for v in r["losses"]])),
+        "buckets": [b for r in results for b in r["buckets"]],
+        "compiles": sum(r["compiles"] for r in results),
+    }
 
 
 def _torch_warmup(torch, loss_fn):
@@ -466,6 +553,13 @@ def main(argv=None):
         default="contiguous,channels_last",
         help="PyTorch memory formats to run",
     )
+    parser.add_argument(
+        "--jnas-layout",
+        default="procs",
+        choices=("procs", "one"),
+        help="procs: one pinned process per core (what launch.search does on a "
+        "CPU); one: a single process",
+    )
     parser.add_argument("--cache", default=None, help="persistent compile cache")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -519,13 +613,18 @@ def main(argv=None):
 
     rows: dict[str, list] = {}
     jnas_name = "jnas population engine"
+    if args.jnas_layout == "procs":
+        jnas_name = f"jnas {workers} pinned procs (the main job's layout)"
     buckets = compiles = None
     with tempfile.TemporaryDirectory() as tmp:
         pool_path = os.path.join(tmp, "pool.npz")
         np.savez(pool_path, images=pool[0], labels=pool[1])
         for r in range(args.repeats):
             print(f"round {r + 1}/{args.repeats}: jnas", end="", flush=True)
-            result = run_jnas(archs, args, pool)
+            if args.jnas_layout == "procs":
+                result = run_jnas_procs(archs, args, pool_path, workers)
+            else:
+                result = run_jnas(archs, args, pool)
             buckets, compiles = result["buckets"], result["compiles"]
             rows.setdefault(jnas_name, []).append(result)
             for name, procs, threads, cl in torch_configs:
