@@ -18,10 +18,14 @@ timings are slow), trains the survivors together with the population engine
 float32 validation accuracy), writes one JSON line per candidate,
 checkpoints, and the figures (``figures/``).
 
-Expected (measured on the 2-core dev VM with another job on the other core):
-10 min 48 s; 15 of the 24 meet the budgets; best feasible test accuracy
-96.7% (a PNASNet s3, whose e4m4 custom format keeps it at 3.7 KiB); figures
-in ``figures/`` (docs/results.md has the run).
+On a CPU-only host the launcher runs one worker process per core
+(``distributed.local_workers``), and compiled programs are cached in
+~/.cache/jnas/xla (``compilation_cache``), so a second run compiles less.
+
+Expected (measured on the quiet 2-core dev VM, 2026-11-30): 7 min 18 s (6 min
+48 s on a second run); 15 of the 24 meet the budgets; best feasible test
+accuracy 97.2% (a PNASNet s3, whose e4m5 custom format keeps it at 4.1 KiB);
+figures in ``figures/`` (docs/results.md has the runs).
 Killing it and rerunning the same command resumes (finished candidates are
 kept; an interrupted bucket is retrained).
 

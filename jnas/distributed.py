@@ -1,13 +1,15 @@
-"""Several processes (hosts) on JAX's runtime: start, ownership, barriers.
+"""Several processes on JAX's runtime: local workers, start, ownership, barriers.
 
-`initialize` starts `jax.distributed` from the config, the usual JAX
-environment variables (`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU
-pods, SLURM, Open MPI: JAX detects them). Each process trains the buckets it
-owns (`owner`: bucket b of a round goes to process b % process_count) on its
-own devices and appends its records to its own shard of the workdir
+On a CPU-only host, `local_workers` / `run_local_workers` split one search
+into one pinned worker process per core (the launcher runs them). `initialize`
+starts `jax.distributed` from the config, the usual JAX environment variables
+(`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU pods, SLURM, Open MPI:
+JAX detects them). Each process trains the buckets it owns (`assign`: longest
+estimated cost first, onto the least-loaded process) on its own devices and
+appends its records to its own shard of the workdir
 (`jnas.results.shard_name`); all processes meet at the end of each round
-(`barrier`, JAX's `sync_global_devices`), and process 0 then merges the shards
-(`jnas.results.merge_shards`). Ownership is a function of the config only, so
+(`barrier`, JAX's `sync_global_devices`), and process 0 then merges the
+shards (`jnas.results.merge_shards`). Ownership is a function of the config only, so
 a restarted job retrains exactly the unfinished candidates; finished ones are
 found in any shard and kept.
 
@@ -89,18 +91,13 @@ def initialize(config: Any) -> bool:
     return True
 
 
-def owner(bucket_index: int, num_processes: int) -> int:
-    """The process that trains bucket `bucket_index` of a round (round robin)."""
-    return bucket_index % num_processes
-
-
 def assign(costs: Sequence[float], num_processes: int) -> list[int]:
     """The owner of each bucket, balancing estimated costs across processes.
 
     Longest processing time first: buckets in decreasing cost (ties: lower
     index first) each go to the least-loaded process (ties: lower process).
     A function of the costs alone, so every process and every restart agrees.
-    With one process, or equal costs, this is round robin (`owner`).
+    With one process, or equal costs, this is round robin (b % num_processes).
     """
     if num_processes < 1:
         raise ValueError(f"num_processes={num_processes} must be >= 1")
