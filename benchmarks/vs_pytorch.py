@@ -274,16 +274,7 @@ def run_jnas_procs(archs, args, pool_path, workers):
         )
         for r in ranks
     ]
-    for p in procs:
-        p.start()
-    try:
-        barrier.wait(BARRIER_TIMEOUT)
-    except Exception:  # noqa: BLE001 - a worker failed before the start
-        pass
-    results = _collect(queue, procs)
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        raise RuntimeError(f"jnas worker failed: {errors[0]}")
+    results = _run_workers(procs, barrier, queue, "jnas")
     t = np.array([r["t"] for r in results])
     return {
         "wall": t[:, 1].max() - t[:, 0].min(),
@@ -404,6 +395,21 @@ def _collect(queue, procs):
     return results
 
 
+def _run_workers(procs, barrier, queue, side: str):
+    """Starts the workers, releases them together, returns their reports."""
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(BARRIER_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a worker failed before the start
+        pass
+    results = _collect(queue, procs)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"{side} worker failed: {errors[0]}")
+    return results
+
+
 def run_torch(archs, args, pool_path, workers, threads, channels_last):
     """One PyTorch run in `workers` fresh processes of `threads` threads each."""
     ctx = mp.get_context("spawn")
@@ -432,16 +438,7 @@ def run_torch(archs, args, pool_path, workers, threads, channels_last):
                 daemon=True,
             )
         )
-    for p in procs:
-        p.start()
-    try:
-        barrier.wait(BARRIER_TIMEOUT)
-    except Exception:  # noqa: BLE001 - a worker failed before the start
-        pass
-    results = _collect(queue, procs)
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        raise RuntimeError(f"PyTorch worker failed: {errors[0]}")
+    results = _run_workers(procs, barrier, queue, "PyTorch")
     t = np.array([r["t"] for r in results])  # workers x (start, built, first, end)
     return {
         "wall": t[:, 3].max() - t[:, 0].min(),
