@@ -39,8 +39,18 @@ def _records(n=30, seed=0):
                 },
                 "custom_format": f"e4m{bits - 5}",
                 "format_grid": [
-                    {"format": f"e4m{m}", "bits": 5 + m, "val": acc - 0.3 / (m + 1)}
-                    for m in range(1, 8)
+                    # screened out by the format search: a bound, no value
+                    {
+                        "format": "e3m0",
+                        "bits": 4,
+                        "val": None,
+                        "val_at_most": 0.3,
+                        "val_examples": 50,
+                    },
+                    *(
+                        {"format": f"e4m{m}", "bits": 5 + m, "val": acc - 0.3 / (m + 1)}
+                        for m in range(1, 8)
+                    ),
                 ],
             }
         )
@@ -97,6 +107,12 @@ def test_empty_figures_raise_and_write_all_skips_them(tmp_path):
         r["accuracy"]["custom"] = None
     with pytest.raises(plots.NoDataError, match="predicted and a measured"):
         plots.predicted_vs_measured(records, tmp_path)
+    with pytest.raises(plots.NoDataError, match="format_grid"):
+        plots.accuracy_vs_bits(records, tmp_path)
+    # Bounds alone (every format screened out) are no accuracy to draw.
+    records[0]["format_grid"] = [
+        {"format": "e2m0", "bits": 3, "val": None, "val_at_most": 0.2}
+    ]
     with pytest.raises(plots.NoDataError, match="format_grid"):
         plots.accuracy_vs_bits(records, tmp_path)
     names = [p.name for p in plots.write_all(records, tmp_path / "out")]

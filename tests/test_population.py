@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import nn, population, spaces
+from jnas import nn, population, precision, spaces
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
@@ -251,6 +251,39 @@ def test_autotuned_program_is_reused_and_evaluation_agrees():
     # The same recipe's values; the shared object reuses the compiled steps.
     alone, _ = _run(bucket, "sequential", [0.05] * 3, steps=2)
     np.testing.assert_allclose(accs, engine.evaluate(alone, _data(), batch_size=64))
+
+
+@PNASNET_PROGRAMS
+def test_screening_decides_as_the_full_evaluation():
+    # Trained 2 steps on random labels: each candidate gets a different need,
+    # relative to its full-data accuracy (independently computed by
+    # `evaluate`, with another batch size).
+    trainer, _ = _run(_bucket("pnasnet_s3"), "sequential", [0.05] * 3, steps=2)
+    data = _data()
+    full = engine.evaluate(trainer, data, batch_size=64)
+    fmt = precision.FloatFormat(3, 1)  # narrow: changes the accuracies
+    full_fmt = engine.evaluate(trainer, data, batch_size=256, weight_format=fmt)
+    total = data.images.shape[0]
+
+    # Reachable needs: every example is evaluated, the values are exact.
+    got = engine.screen(trainer, data, full - 1e-9, batch_size=32)
+    np.testing.assert_array_equal(got.accuracy, full)
+    assert got.exact.all() and (got.examples == total).all()
+    got = engine.screen(
+        trainer, data, full_fmt - 1e-9, batch_size=32, weight_format=fmt
+    )
+    np.testing.assert_array_equal(got.accuracy, full_fmt)
+
+    # Just out of reach, far out of reach, not wanted.
+    need = np.array([full[0] + 1e-9, full[1] + 0.5, np.inf])
+    got = engine.screen(trainer, data, need, batch_size=32)
+    assert list(got.exact) == [True, False, False]
+    assert got.accuracy[0] == full[0] and got.examples[0] == total
+    # A bound that holds and proves the failure, found before the end.
+    assert full[1] <= got.accuracy[1] < need[1] and got.examples[1] < total
+    assert got.examples[2] == 32  # one batch: every bound is below +inf
+    with pytest.raises(ValueError, match="need has shape"):
+        engine.screen(trainer, data, np.zeros(2), batch_size=32)
 
 
 def test_schedules_at_hand_computed_steps():

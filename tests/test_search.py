@@ -14,7 +14,7 @@ from conftest import REFERENCE_GROUP, _comparable, _launch
 
 from experiments import formats as formats_config
 from experiments import quickstart
-from jnas import precision, results, search, spaces
+from jnas import population, precision, results, search, spaces
 from jnas.search import formats as posttraining
 from jnas.search import sampling
 
@@ -69,7 +69,13 @@ def test_format_search_finds_the_fewest_bits_of_the_grid():
         for m in search.M_GRID
     }
     reference = np.array([0.95, 0.9, 0.99])
-    chosen, grids = search.format_search(lambda f: table[f], reference, 0.01)
+    asked = []
+
+    def evaluate(fmt, need):  # exact everywhere, like a full evaluation
+        asked.append(need)
+        return population.Screening(table[fmt], np.ones(3, bool), np.full(3, 100))
+
+    chosen, grids = search.format_search(evaluate, reference, 0.01)
     for i in range(3):
         passing = [f for f, acc in table.items() if acc[i] >= reference[i] - 0.01]
         fewest = min(f.bits for f in passing)
@@ -77,6 +83,33 @@ def test_format_search_finds_the_fewest_bits_of_the_grid():
         assert chosen[i].bits == fewest
         assert table[chosen[i]][i] == best
         assert all(g["bits"] <= fewest for g in grids[i])
+    # A decided candidate is not wanted again (need +inf) and nobody else is
+    # let off: the needs are the reference minus the tolerance.
+    assert all(
+        np.isinf(n[i]) or n[i] == pytest.approx(reference[i] - 0.01)
+        for n in asked
+        for i in range(3)
+    )
+    assert any(np.isinf(n).any() for n in asked)
+
+    # Screened like `engine.screen`: a failing format may come back as a bound
+    # below the need. The choice is the same; the grid says what is a bound.
+    def screened(fmt, need):
+        acc = table[fmt]
+        fails = acc < need
+        bound = np.where(fails, (acc + need) / 2, acc)  # in [acc, need)
+        return population.Screening(bound, ~fails, np.where(fails, 30, 100))
+
+    chosen_screened, grids_screened = search.format_search(screened, reference, 0.01)
+    assert chosen_screened == chosen
+    for i in range(3):
+        for g, exact in zip(grids_screened[i], grids[i], strict=True):
+            assert g["format"] == exact["format"]
+            if g["val"] is None:
+                assert exact["val"] <= g["val_at_most"] < reference[i] - 0.01
+                assert g["val_examples"] == 30
+            else:
+                assert g["val"] == exact["val"]
 
 
 def test_quantize_variables_rounds_every_stored_value():

@@ -19,8 +19,10 @@ from jnas.population.buckets import (
 from jnas.population.engine import (
     BucketTrainer,
     Recipe,
+    Screening,
     choose_plan,
     evaluate,
+    screen,
     train_bucket,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "BucketTrainer",
     "Layout",
     "Recipe",
+    "Screening",
     "bucket_key",
     "choose_plan",
     "embed",
@@ -37,5 +40,6 @@ __all__ = [
     "make_bucket",
     "memory_bytes",
     "plan",
+    "screen",
     "train_bucket",
 ]

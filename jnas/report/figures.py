@@ -250,7 +250,9 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
     """Validation accuracy against format bits, from each record's format_grid.
 
     One faint line per model (its best accuracy at each bit count) and the
-    median over models in bold.
+    median over models in bold. Formats the search screened out early (an
+    upper bound, "val_at_most", instead of "val") are drawn as hollow
+    down-triangles at their bound, apart from the lines.
 
     Args:
       records: result records; those with a non-empty "format_grid" are drawn.
@@ -263,10 +265,17 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
       NoDataError: no record has a format_grid entry with bits and val.
     """
     per_model = []
+    bounds: list[tuple[int, float]] = []
     for r in records:
         best: dict[int, float] = {}
         for entry in r.get("format_grid") or ():
             bits, val = entry.get("bits"), entry.get("val")
+            if (
+                bits is not None
+                and val is None
+                and entry.get("val_at_most") is not None
+            ):
+                bounds.append((int(bits), float(entry["val_at_most"])))
             if bits is None or val is None or math.isnan(val):
                 continue
             best[int(bits)] = max(best.get(int(bits), -math.inf), float(val))
@@ -277,6 +286,17 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
             f"accuracy_vs_bits: none of {len(records)} records has a format_grid"
         )
     fig, ax = _new_figure()
+    if bounds:
+        ax.scatter(
+            [b for b, _ in bounds],
+            [100 * v for _, v in bounds],
+            marker="v",
+            facecolors="none",
+            edgecolors="0.6",
+            s=18,
+            lw=0.7,
+            label=f"screened out early: at most ({len(bounds)})",
+        )
     by_bits: dict[int, list[float]] = {}
     for best in per_model:
         bits = sorted(best)
@@ -290,7 +310,7 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
         color="C3",
         lw=2,
         marker="o",
-        label=f"median of {len(per_model)} models",
+        label=f"median of {len(per_model)} models (evaluated formats)",
     )
     ax.set_xlabel("format bits (sign + E + M)")
     ax.set_ylabel("val accuracy [%]")
