@@ -1,17 +1,18 @@
-"""Several processes on JAX's runtime: local workers, start, ownership, barriers.
+"""Several processes on JAX's runtime: local workers, start, work queue, barriers.
 
 On a CPU-only host, `local_workers` / `run_local_workers` split one search
 into one pinned worker process per core (the launcher runs them). `initialize`
 starts `jax.distributed` from the config, the usual JAX environment variables
 (`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU pods, SLURM, Open MPI:
-JAX detects them). Each process trains the buckets it owns (`assign`: longest
-estimated cost first, onto the least-loaded process) on its own devices and
-appends its records to its own shard of the workdir
+JAX detects them). The processes take buckets from a shared queue (`take`:
+longest estimated cost first, the next bucket to whichever process is free;
+the queue is a counter in JAX's coordination service), train them on their
+own devices and append their records to their own shard of the workdir
 (`jnas.results.shard_name`); all processes meet at the end of each round
 (`barrier`, JAX's `sync_global_devices`), and process 0 then merges the
-shards (`jnas.results.merge_shards`). Ownership is a function of the config only, so
-a restarted job retrains exactly the unfinished candidates; finished ones are
-found in any shard and kept.
+shards (`jnas.results.merge_shards`). A restarted job starts a fresh queue
+and retrains exactly the unfinished candidates; finished ones are found in
+any shard and kept.
 
 The workdir must be on a filesystem every process sees. The devices of one
 process are `jnas.population.sharding`'s; this module writes no files.
@@ -29,7 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -91,23 +92,57 @@ def initialize(config: Any) -> bool:
     return True
 
 
-def assign(costs: Sequence[float], num_processes: int) -> list[int]:
-    """The owner of each bucket, balancing estimated costs across processes.
+def longest_first(costs: Sequence[float]) -> list[int]:
+    """Indices in decreasing cost (ties: lower index first): the queue order.
 
-    Longest processing time first: buckets in decreasing cost (ties: lower
-    index first) each go to the least-loaded process (ties: lower process).
-    A function of the costs alone, so every process and every restart agrees.
-    With one process, or equal costs, this is round robin (b % num_processes).
+    Handing the longest jobs out first keeps the last one to finish short
+    (the LPT rule), whichever process takes them.
     """
-    if num_processes < 1:
-        raise ValueError(f"num_processes={num_processes} must be >= 1")
-    load = [0.0] * num_processes
-    owners = [0] * len(costs)
-    for b in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        p = min(range(num_processes), key=lambda q: (load[q], q))
-        owners[b] = p
-        load[p] += costs[b]
-    return owners
+    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+
+
+def take(order: Sequence[int], name: str, *, client: Any = None) -> Iterator[int]:
+    """Yields the items of `order` that this process takes, as it gets free.
+
+    A work queue over every process: each item goes to exactly one process,
+    the next one to whichever asks first. A process asks when the consumer of
+    this generator wants the next item (after finishing the previous one), so
+    the processes stay busy until the queue is empty, however wrong the cost
+    estimates behind `order` are. The queue's position is a counter in JAX's
+    coordination service (`key_value_increment`), which only lives as long as
+    the job: a restarted job starts a fresh queue (its finished items are
+    skipped by the caller). With one process every item is yielded in order.
+
+    Args:
+      order: the items, in the order to hand them out (`longest_first`).
+      name: the queue's name, unique per job and queue (e.g. per round).
+      client: the coordination client (default: `jax.distributed`'s).
+
+    Yields:
+      Items of `order`, in order.
+    """
+    if client is None:
+        if jax.process_count() == 1:
+            yield from order
+            return
+        client = _coordination_client()
+    key = f"jnas/queue/{name}"
+    while (position := client.key_value_increment(key, 1) - 1) < len(order):
+        yield order[position]
+
+
+def _coordination_client() -> Any:
+    # JAX has no public handle on the coordination service's key-value store;
+    # orbax's multi-host utilities use this one too.
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    if client is None:
+        raise RuntimeError(
+            f"{jax.process_count()} processes but no jax.distributed client: "
+            "start the job with jnas.distributed.initialize"
+        )
+    return client
 
 
 def barrier(name: str) -> None:

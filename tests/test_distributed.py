@@ -108,13 +108,28 @@ def test_bad_distributed_keys_name_the_key(key, value, message):
         search.validate(cfg)
 
 
-def test_assign_balances_costs_and_is_round_robin_on_equal_costs():
-    assert distributed.assign([1.0] * 5, 2) == [0, 1, 0, 1, 0]
-    # Longest first onto the least loaded: 9 | 5 + 3 + 2 (loads 9 and 10).
-    assert distributed.assign([2.0, 9.0, 3.0, 5.0], 2) == [1, 0, 1, 1]
-    assert distributed.assign([4.0, 1.0], 1) == [0, 0]
-    with pytest.raises(ValueError, match="num_processes=0"):
-        distributed.assign([1.0], 0)
+def test_queue_hands_each_bucket_to_one_process_longest_first():
+    assert distributed.longest_first([2.0, 9.0, 3.0, 9.0]) == [1, 3, 2, 0]
+    assert distributed.longest_first([1.0] * 3) == [0, 1, 2]
+    assert list(distributed.take([2, 0, 1], "one process")) == [2, 0, 1]
+
+    class Counter:  # the coordination service's key_value_increment
+        def __init__(self):
+            self.values = {}
+
+        def key_value_increment(self, key, by):
+            self.values[key] = self.values.get(key, 0) + by
+            return self.values[key]
+
+    # Two processes on one queue; process 0 is busy while 1 takes two.
+    client = Counter()
+    first = distributed.take([4, 3, 2, 1, 0], "round0", client=client)
+    second = distributed.take([4, 3, 2, 1, 0], "round0", client=client)
+    got = [next(first), next(second), next(second), next(first)]
+    got += list(second) + list(first)  # both drain it: nobody gets one twice
+    assert got == [4, 3, 2, 1, 0]
+    # Another queue name starts from its own beginning.
+    assert list(distributed.take([7, 8], "round1", client=client)) == [7, 8]
 
 
 def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch):
@@ -151,7 +166,6 @@ def test_padding_copies_candidate_zero_and_placement_is_deterministic():
     np.testing.assert_array_equal(padded["w"][:3], tree["w"])
     np.testing.assert_array_equal(padded["w"][3:], np.tile(tree["w"][:1], (5, 1)))
     np.testing.assert_array_equal(padded["step"], [1, 2, 3, 1, 1, 1, 1, 1])
-    assert distributed.assign([1.0] * 5, 3) == [0, 1, 2, 0, 1]
     assert results.shard_name(0, 1) == "results.jsonl"
     assert results.shard_name(1, 2) == "results.1.jsonl"
 
@@ -186,11 +200,12 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     shards = {
         p: list(results.iter_records(work / f"results.{p}.jsonl")) for p in (0, 1)
     }
-    # Two buckets of two (`distributed.assign` gives one to each process):
-    # each process recorded a whole bucket of its own.
+    # Two buckets of two, from the shared queue: each bucket was trained by
+    # one process, whole (usually one each; a process that starts late may
+    # find both taken).
     owned = {p: {r["bucket"] for r in records} for p, records in shards.items()}
-    assert all(len(shards[p]) == 2 and len(owned[p]) == 1 for p in (0, 1))
-    assert owned[0] | owned[1] == {0, 1}
+    assert sorted(len(shards[p]) for p in (0, 1)) in ([2, 2], [0, 4])
+    assert owned[0] | owned[1] == {0, 1} and not owned[0] & owned[1]
     merged = list(results.iter_records(work / results.RESULTS))
     assert len(merged) == 4 and len({r["hash"] for r in merged}) == 4
     _assert_same_results({r["hash"]: r for r in merged}, reference)
@@ -221,10 +236,11 @@ def test_local_workers_split_the_search(tmp_path, cache, reference):
 
 
 def test_killed_process_is_retrained_on_restart(tmp_path, cache):
-    # One candidate per bucket: process 1 owns two of the four buckets
-    # (`distributed.assign`), so a whole
-    # bucket's training lies between its two records and the kill at its first
-    # record always finds work unfinished (with buckets of two, its records
+    # One candidate per bucket, four buckets on the shared queue: the two
+    # processes start together (jax.distributed connects them) and take one
+    # bucket each, then the next; so when process 1 records its first, it
+    # holds another bucket and process 0 is in the middle of one, and the
+    # kill finds work unfinished (with buckets of two, a process's records
     # came milliseconds apart and the kill sometimes landed after both).
     one = "--config.train.max_bucket=1"
     _finish(_launch(tmp_path / "ref", cache, one))

@@ -19,9 +19,10 @@ order. A rerun skips buckets whose members are all recorded and retrains a
 bucket that was interrupted, recording only its missing members, so its
 results equal those of an uninterrupted run (XLA:CPU is deterministic).
 
-Several processes (`jnas.distributed`): each trains the buckets it owns
-(`distributed.assign` balances estimated bucket costs) and appends to its own
-shard; any shard's records count as done; process 0 merges.
+Several processes (`jnas.distributed`): each takes the next bucket from a
+queue shared by all (`distributed.take`, longest estimated cost first) when it
+is free, and appends to its own shard; any shard's records count as done;
+process 0 merges.
 """
 
 from __future__ import annotations
@@ -90,11 +91,16 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             len(keep),
             len(plan),
         )
-        owners = distributed.assign([_bucket_cost(config, b) for b, _ in plan], nproc)
-        for b, (bucket, indices) in enumerate(plan):
+        # Every process builds the same queue from the config; each bucket
+        # then goes to whichever process is free first (one per process
+        # with static shares left a worker idle for minutes when the cost
+        # estimate was off).
+        order = distributed.longest_first([_bucket_cost(config, b) for b, _ in plan])
+        for b in distributed.take(order, f"round{round_index}"):
+            bucket, indices = plan[b]
             todo = [i for i in indices if keep[i][0].hash not in known]
-            if owners[b] != pid or not todo:
-                continue  # another process's bucket, or finished
+            if not todo:
+                continue  # finished by an earlier run
             if datasets is None:
                 device = None if mesh is None else sharding.replicated(mesh)
                 datasets, _ = config_lib.load_data(config, device)
@@ -224,7 +230,7 @@ def _plan(config: Any, archs: list[arch_lib.Arch]):
 
 
 def _bucket_cost(config: Any, bucket: population.Bucket) -> float:
-    """Estimated seconds of a bucket on a CPU core, to balance processes.
+    """Estimated seconds of a bucket on a CPU core, to order the work queue.
 
     A fixed part (compiling the step and evaluation programs: ~20 s per
     bucket on the quickstart) plus its padded training MACs (forward and
