@@ -134,17 +134,21 @@ def make_batches(args, input_shape, num_classes):
 # ----------------------------------------------------------------- jnas
 
 
-def run_jnas(archs, args, pool, only=None, barrier=None):
+def run_jnas(archs, args, pool, queue=None, barrier=None):
     """One jnas run; returns its timings (seconds) and bucket summary.
 
-    `only`: the plan's bucket indices to train (None: all); `barrier`: waited
-    on once everything is imported and the batches are on the device (the
-    workers of the "procs" layout start their clocks together).
+    `queue`: a counter shared with the other workers (`_SharedCounter`); the
+    worker takes the plan's buckets from it as the search's processes do
+    (`distributed.take`, longest first). None: every bucket, in plan order.
+    `barrier`: waited on once everything is imported and the batches are on
+    the device (the workers of the "procs" layout start their clocks together).
     """
     import jax
 
+    from jnas import distributed
     from jnas.population import engine
     from jnas.population import step as train
+    from jnas.search import loop
 
     engine.clear_caches()  # every repeat pays its compiles
     jax.block_until_ready(jax.jit(lambda x: x + 1)(np.float32(0)))  # backend up
@@ -163,9 +167,16 @@ def run_jnas(archs, args, pool, only=None, barrier=None):
     t_start = time.monotonic()
     start = time.perf_counter()
     plan = _jnas_plan(archs, args)
-    for b, (bucket, indices) in enumerate(plan):
-        if only is not None and b not in only:
-            continue
+    if queue is None:
+        todo = range(len(plan))
+    else:
+        cfg = argparse.Namespace(
+            train=argparse.Namespace(steps=args.steps, batch_size=args.batch)
+        )
+        order = distributed.longest_first([loop._bucket_cost(cfg, b) for b, _ in plan])
+        todo = distributed.take(order, "buckets", client=queue)
+    for b in todo:
+        bucket, indices = plan[b]
         t0 = time.perf_counter()
         strategy, impl = engine.choose_plan(
             bucket,
@@ -224,9 +235,22 @@ def _jnas_plan(archs, args):
     )
 
 
-def jnas_worker(rank, jobs, only, args, pool_path, barrier, queue):
-    """A jnas worker of the "procs" layout: pinned to core `rank`, it trains
-    the buckets `only` of the plan, as `launch.search`'s local workers do."""
+class _SharedCounter:
+    """`distributed.take`'s client over a multiprocessing counter: the same
+    queue as the search's (there, a counter in JAX's coordination service)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def key_value_increment(self, key, by):
+        with self.value.get_lock():
+            self.value.value += by
+            return self.value.value
+
+
+def jnas_worker(rank, jobs, counter, args, pool_path, barrier, queue):
+    """A jnas worker of the "procs" layout: pinned to core `rank`, it takes
+    buckets from the shared queue, as `launch.search`'s local workers do."""
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank]})
         from jnas import arch as arch_lib
@@ -234,7 +258,9 @@ def jnas_worker(rank, jobs, only, args, pool_path, barrier, queue):
         archs = [arch_lib.Arch.from_json(j) for j in jobs]
         with np.load(pool_path) as pool:
             batches = (pool["images"], pool["labels"])
-        result = run_jnas(archs, args, batches, only=set(only), barrier=barrier)
+        result = run_jnas(
+            archs, args, batches, queue=_SharedCounter(counter), barrier=barrier
+        )
         queue.put({"rank": rank, **result})
     except BaseException as err:  # noqa: BLE001 - reported to the parent
         barrier.abort()
@@ -243,18 +269,11 @@ def jnas_worker(rank, jobs, only, args, pool_path, barrier, queue):
 
 
 def run_jnas_procs(archs, args, pool_path, workers):
-    """jnas as the main job runs on a CPU: one pinned process per core, the
-    plan's buckets dealt by `distributed.assign` (the search's cost model)."""
-    from jnas import distributed
-    from jnas.search import loop
-
-    plan = _jnas_plan(archs, args)
-    cfg = argparse.Namespace(
-        train=argparse.Namespace(steps=args.steps, batch_size=args.batch)
-    )
-    owners = distributed.assign([loop._bucket_cost(cfg, b) for b, _ in plan], workers)
+    """jnas as the main job runs on a CPU: one pinned process per core, each
+    taking the plan's buckets from one queue (`distributed.take`)."""
     ctx = mp.get_context("spawn")
-    ranks = sorted(set(owners))
+    ranks = range(min(workers, len(_jnas_plan(archs, args))))
+    counter = ctx.Value("i", 0)
     barrier = ctx.Barrier(len(ranks) + 1)
     queue = ctx.Queue()
     jobs = [a.to_json() for a in archs]
@@ -264,7 +283,7 @@ def run_jnas_procs(archs, args, pool_path, workers):
             args=(
                 r,
                 jobs,
-                [b for b, o in enumerate(owners) if o == r],
+                counter,
                 args,
                 pool_path,
                 barrier,

@@ -22,8 +22,8 @@ On a CPU-only host the launcher runs one worker process per core
 (``distributed.local_workers``), and compiled programs are cached in
 ~/.cache/jnas/xla (``compilation_cache``), so a second run compiles less.
 
-Expected (measured on the quiet 2-core dev VM, 2026-11-30): 7 min 18 s (6 min
-48 s on a second run); 15 of the 24 meet the budgets; best feasible test
+Expected (measured on the quiet 2-core dev VM, 2026-11-30): 5 min 44 s (4 min
+9 s on a second run); 15 of the 24 meet the budgets; best feasible test
 accuracy 97.2% (a PNASNet s3, whose e4m5 custom format keeps it at 4.1 KiB);
 figures in ``figures/`` (docs/results.md has the runs).
 Killing it and rerunning the same command resumes (finished candidates are

@@ -36,7 +36,9 @@ latency_ms         {"predicted": ms or null, "measured": ms or null}
 accuracy           {format name: {"val": acc, "test": acc}} for "float32",
                    "half" and "custom"
 custom_format      the per-model format, e.g. "e4m5" (``FloatFormat`` text)
-format_grid        [{"format", "bits", "val"}] the format search's evaluations
+format_grid        [{"format", "bits", "val"}] the format search's evaluations;
+                   "val" is null for a format screened out early, which has
+                   "val_at_most" (an upper bound) and "val_examples" instead
 train              {"steps", "lr", "seed", "final_loss", "diverged", "seconds",
                    "strategy", "conv_impl", "bucket_size"}
 bucket, feasible   the bucket index in its round; whether every constraint holds
