@@ -142,18 +142,26 @@ def test_second_load_is_served_from_the_cache(folder, tmp_path, monkeypatch):
     assert not [p for p in cache.rglob(".tmp-*")]
 
 
-def test_cache_is_keyed_by_source_content(folder, tmp_path):
-    root, _ = folder
+@pytest.mark.parametrize("source", ["directory", "archive"])
+def test_changed_source_is_decoded_again(folder, tmp_path, source):
+    # A changed image (new size and mtime; an archive rewritten in place, same
+    # path) must not be served stale from the cache.
+    root, expected = folder
+    archive = tmp_path / "ds.tar.gz"
+    data_dir = make_tar(root, archive) if source == "archive" else root
     cache = tmp_path / "cache"
-    data.load("toy", "train", data_dir=root, cache_dir=cache)
-    _, _, meta = data.load("toy", "train", data_dir=root, cache_dir=cache)
+    data.load("toy", "test", data_dir=data_dir, cache_dir=cache)
+    _, _, meta = data.load("toy", "test", data_dir=data_dir, cache_dir=cache)
     assert meta.from_cache
-    # A changed image (new size and mtime) must not be served stale.
-    new = np.full((6, 6, 3), 7, np.uint8)
-    (root / "train" / "ant" / "000.png").write_bytes(_png(new))
-    images, _, meta = data.load("toy", "train", data_dir=root, cache_dir=cache)
+    new = np.full((6, 6, 3), 9, np.uint8)
+    (root / "test" / "ant" / "000.png").write_bytes(_png(new))
+    if source == "archive":
+        make_tar(root, archive)
+    images, _, meta = data.load("toy", "test", data_dir=data_dir, cache_dir=cache)
     assert not meta.from_cache
     np.testing.assert_array_equal(images[0], new)
+    np.testing.assert_array_equal(images[1:], expected["test"][0][1:])
+    assert len(list(cache.iterdir())) == 2  # one entry per source content
 
 
 def test_interrupted_cache_write_leaves_no_entry(folder, tmp_path, monkeypatch):
@@ -180,23 +188,6 @@ def test_cache_can_be_disabled(folder, tmp_path):
     root, _ = folder
     data.load("toy", "test", data_dir=root, cache_dir=tmp_path / "c", cache=False)
     assert not (tmp_path / "c").exists()
-
-
-def test_changed_archive_is_decoded_again(folder, tmp_path):
-    root, expected = folder
-    archive = make_tar(root, tmp_path / "ds.tar.gz")
-    cache = tmp_path / "cache"
-    data.load("toy", "test", data_dir=archive, cache_dir=cache)
-    _, _, meta = data.load("toy", "test", data_dir=archive, cache_dir=cache)
-    assert meta.from_cache
-    new = np.full((6, 6, 3), 9, np.uint8)
-    (root / "test" / "ant" / "000.png").write_bytes(_png(new))
-    make_tar(root, archive)  # rewritten in place: same path
-    images, _, meta = data.load("toy", "test", data_dir=archive, cache_dir=cache)
-    assert not meta.from_cache
-    np.testing.assert_array_equal(images[0], new)
-    np.testing.assert_array_equal(images[1:], expected["test"][0][1:])
-    assert len(list(cache.iterdir())) == 2  # one entry per source content
 
 
 def _touch_later(path: Path):
