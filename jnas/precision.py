@@ -354,6 +354,14 @@ def _round_bits(x, rbits, fmt: FloatFormat, rounding: str, carrier: _Carrier):
                 rounded = sig & ~low_mask
             out = jnp.where(rounded == 0, u32(0), a - sig + rounded)
 
+    if rounding == "nearest_even" and fmt.mantissa_bits == 0:
+        # IEEE 754 §4.3.1: a magnitude of at least b^emax (b - ½ b^(1-p))
+        # rounds to Inf. For M >= 1 that is the tie above max_finite, which the
+        # even rule already sends up; for M == 0 (p = 1) it is 1.5 * 2**bias,
+        # a tie the encoding-parity rule would send down to max_finite. (Exact
+        # in the carrier: its exponent range covers the target's.)
+        threshold = u32(carrier.encode(1.5 * 2.0**fmt.bias))
+        out = jnp.where(a >= threshold, u32(inf_bits), out)
     if rounding == "toward_zero":
         # IEEE: round-toward-zero never overflows a finite value to Inf.
         out = jnp.minimum(out, u32(max_finite_bits))
@@ -465,6 +473,9 @@ def round_nearest(
     inc = (half - u32(1) + (kept & u32(1))) & low_mask
     rounded = (sig + inc) & ~low_mask
     out = jnp.where(rounded == 0, u32(0), a - sig + rounded)
+    # IEEE's overflow threshold for M == 0, 1.5 * 2**bias (see `_round_bits`).
+    threshold_bits = ((bias_t + 127).astype(u32) << u32(cm)) | u32(1 << (cm - 1))
+    out = jnp.where((m_bits == 0) & (a >= threshold_bits), u32(inf_bits), out)
     out = jnp.where(out >= overflow_bits, u32(inf_bits), out)
     quiet_nan = inf_bits | (1 << (cm - 1))
     out = jnp.where(

@@ -27,10 +27,13 @@ Conventions (IEEE-754 where it has something to say):
   which is what rounding the bit pattern gives.  Overflow: with an unbounded
   exponent range, the next value above ``max_finite`` is ``2**(bias+1)``
   (encoding ``(2**E - 1) << M``); a value rounds to Inf iff it would round to
-  that value.  The halfway point ``max_finite + ulp/2`` goes to Inf when
-  M >= 1 (``max_finite`` has the odd mantissa ``2**M - 1``, ``2**(bias+1)``
-  the even mantissa 0) and, by the encoding-parity rule, to ``max_finite``
-  when M = 0.
+  that value, and, as IEEE 754 section 4.3.1 prescribes, every magnitude of at
+  least ``b**emax * (b - b**(1-p) / 2)`` (b = 2, emax = bias, p = M + 1) is
+  Inf.  For M >= 1 that threshold is the halfway point ``max_finite + ulp/2``,
+  which the even rule sends up anyway (``max_finite`` has the odd mantissa
+  ``2**M - 1``); for M = 0 it is ``1.5 * 2**bias``, a tie that the
+  encoding-parity rule alone would send down to ``max_finite`` (for E = 1,
+  which has no normal numbers, the threshold is no tie and changes nothing).
 * ``toward_zero``: truncate; a finite input never becomes Inf (it gives
   ``max_finite``), as IEEE's roundTowardZero prescribes.
 * ``overflow="saturate"``: a result that would be +-Inf from a finite input
@@ -243,6 +246,8 @@ class FormatTable:
         self.fractions = fr[:n]
         self.bits = np.array([fraction_to_f32_bits(q) for q in fr[:n]], dtype=np.uint32)
         thr = np.empty(n, dtype=np.int64)
+        p = M + 1  # significand digits
+        overflow_threshold = Fraction(2) ** self.bias * (2 - Fraction(2) ** (1 - p) / 2)
         mids = []
         for i in range(n):
             mid = (fr[i] + fr[i + 1]) / 2
@@ -252,7 +257,9 @@ class FormatTable:
                 thr[i] = fb + 1  # x > mid  <=>  bits(x) >= fb + 1
                 continue
             upper_enc = i + 1
-            if m0_ties == "even_encoding" or M > 0:
+            if mid == overflow_threshold:  # IEEE 754 4.3.1: rounds to Inf
+                tie_up = True
+            elif m0_ties == "even_encoding" or M > 0:
                 tie_up = upper_enc % 2 == 0
             elif m0_ties == "up":  # alternative M = 0 convention (half away)
                 tie_up = True

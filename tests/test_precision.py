@@ -287,6 +287,34 @@ def test_signed_zero_inf_nan_and_saturate():
     assert _bits(n)[0] == 0 and _bits(n)[1] == 0x80000000 and n[2] == fmt.min_normal
 
 
+@pytest.mark.parametrize(
+    "exponent_bits,dtype",
+    [(3, jnp.float32), (5, jnp.float16), (5, jnp.float32), (8, jnp.float32)],
+)
+def test_m0_formats_overflow_at_ieee_threshold(exponent_bits, dtype):
+    # IEEE 754 4.3.1: a magnitude of at least b^emax (b - b^(1-p)/2) rounds to
+    # Inf. With M = 0 (p = 1) that is 1.5 * 2**emax, e.g. 12.0 for e3m0 (max
+    # finite 8): a tie between 8 and 16 that must not stay at 8.
+    fmt = precision.FloatFormat(exponent_bits, 0)
+    top = 2.0**fmt.bias
+    assert fmt.max_finite == top
+    threshold = 1.5 * top
+    scalar = np.dtype(dtype).type
+    below = float(np.nextafter(scalar(threshold), scalar(0)))
+    x = jnp.array([threshold, -threshold, below, -below], dtype)
+    want = [np.inf, -np.inf, top, -top]
+    q = np.asarray(precision.quantize(x, fmt)).astype(np.float64)
+    np.testing.assert_array_equal(q, want)
+    if dtype == jnp.float32:
+        r = np.asarray(precision.round_nearest(x, exponent_bits, 0))
+        np.testing.assert_array_equal(r, want)
+    sat = precision.FloatFormat(exponent_bits, 0, overflow="saturate")
+    s = np.asarray(precision.quantize(x, sat)).astype(np.float64)
+    np.testing.assert_array_equal(s, [top, -top, top, -top])
+    t = np.asarray(precision.quantize(x, fmt, rounding="toward_zero"))
+    np.testing.assert_array_equal(t.astype(np.float64), [top, -top, top, -top])
+
+
 def test_float32_format_is_identity_on_float32():
     bits = _random_bits(10**5, seed=3)
     x = _from_bits(bits)

@@ -12,7 +12,8 @@ with both signs -- and require identical float32 bit patterns.
 The conventions the oracle encodes are spelled out in its module docstring;
 the one that IEEE-754 leaves open is the tie rule for M = 0 formats (no
 mantissa bits), where the oracle breaks ties toward the even *encoding*
-(even exponent field), as rounding the bit pattern does.
+(even exponent field), as rounding the bit pattern does, except for the tie
+at IEEE's overflow threshold 1.5 * 2**bias, which is Inf (IEEE 754 4.3.1).
 """
 
 from __future__ import annotations
