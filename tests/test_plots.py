@@ -155,8 +155,51 @@ def test_options_from_config():
         "memory_budget": 2048,
         "latency_budget": 10.0,
         "memory_sweep": (1024, 4096),
+        "dataset": None,
     }
     assert plots.options_from_config({}) == {
         "memory_budget": None,
         "latency_budget": None,
+        "dataset": None,
     }
+
+
+def test_diverged_candidates_are_never_feasible_best_or_on_a_front(tmp_path):
+    records = _records(6)
+    # The diverged candidate claims the best accuracy and the least memory.
+    bad = records[2]
+    bad["train"] = {"diverged": True, "final_loss": float("nan")}
+    for fmt in plots.FORMATS:
+        bad["accuracy"][fmt] = {"val": 0.99, "test": 0.99}
+        bad["memory_bytes"][fmt] = 10
+    assert plots.diverged(records).tolist() == [False, False, True, False, False, False]
+    assert np.isnan(plots.accuracies(records, "float32", "test")[2])
+    text = plots.write_summary(records, tmp_path, memory_budget=1e9).read_text()
+    assert "candidates: 6 (1 diverged" in text
+    assert "99.00%" not in text  # never a best or a sweep entry
+    tail = text.split("## Diverged candidates")[1]
+    assert "resnet s1 #2" in tail and "resnet s1 #2" not in text.split("## Diverged")[0]
+    feasible = text.split("## Feasible candidates")[1].split("##")[0]
+    assert "| float32 | 5 | 5 |" in feasible
+    # Every record diverged: no front to draw, and the error says why.
+    for r in records:
+        r["train"] = {"diverged": True}
+    with pytest.raises(plots.NoDataError, match=r"\(6 diverged\)"):
+        plots.accuracy_vs_memory(records, tmp_path / "all")
+
+
+def test_summary_without_latency_or_foreign_landmarks(tmp_path):
+    records = _records(4)
+    for r in records:
+        r["latency_ms"] = {"predicted": None, "measured": None}
+    options = plots.options_from_config({"data": {"name": "digits"}})
+    assert "targets" not in options and options["dataset"] == "digits"
+    paths = plots.write_all(records, tmp_path, **options)
+    text = paths[-1].read_text()
+    assert "nan" not in text  # no "nan ms" for an unmeasured latency
+    assert "KiB)" in text and "dataset: digits" in text
+    assert "70.64%" not in text and "reaches an accuracy" not in text
+    cifar = plots.options_from_config({"data": {"name": "cifar10"}})
+    assert cifar["targets"] == plots.PAPER_TARGETS
+    text = plots.write_summary(records, tmp_path / "c", **cifar).read_text()
+    assert "| 70.64% |" in text and "dataset: cifar10" in text

@@ -19,16 +19,23 @@ from jnas.report.records import (
     NoDataError,
     accuracies,
     choose_split,
+    diverged,
     latencies,
     memories,
 )
-from jnas.report.summary import DEFAULT_SWEEP_BYTES, PAPER_TARGETS, write_summary
+from jnas.report.summary import (
+    DEFAULT_SWEEP_BYTES,
+    PAPER_TARGETS,
+    targets_for,
+    write_summary,
+)
 
 __all__ = [
     "DEFAULT_SWEEP_BYTES",
     "FIGURES_DIR",
     "FORMATS",
     "PAPER_TARGETS",
+    "targets_for",
     "NoDataError",
     "accuracies",
     "accuracy_front",
@@ -36,6 +43,7 @@ __all__ = [
     "accuracy_vs_latency",
     "accuracy_vs_memory",
     "choose_split",
+    "diverged",
     "latencies",
     "memories",
     "options_from_config",

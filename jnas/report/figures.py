@@ -30,6 +30,7 @@ from jnas.report.records import (
     Record,
     accuracies,
     choose_split,
+    diverged,
     get,
     latencies,
     latency_label,
@@ -38,8 +39,8 @@ from jnas.report.records import (
 )
 from jnas.report.summary import (
     DEFAULT_SWEEP_BYTES,
-    PAPER_TARGETS,
     check_budget,
+    targets_for,
     write_summary,
 )
 
@@ -172,15 +173,25 @@ def accuracy_front(
         xlabel, unit, scale = latency_label(records), "ms", 1
     fig, ax = _new_figure()
     accs = {fmt: accuracies(records, fmt, split) for fmt in FORMATS}
+    n_diverged = int(diverged(records).sum())
     if not _fronts(ax, costs, accs):
         raise NoDataError(
             f"accuracy_vs_{axis}: none of {len(records)} records has a {axis} "
             f"and a {split} accuracy in any of {FORMATS}"
+            + (f" ({n_diverged} diverged)" if n_diverged else "")
         )
     line = None
     if budget is not None:
         line = (budget / scale, f"{axis} budget {budget / scale:g} {unit}")
     _finish_front_axes(ax, xlabel, split, line)
+    if n_diverged:  # shown apart: summary.md lists them
+        ax.annotate(
+            f"{n_diverged} diverged candidate(s) not shown",
+            xy=(0.01, 0.01),
+            xycoords="axes fraction",
+            fontsize=8,
+            color="0.35",
+        )
     return _save(fig, outdir, f"accuracy_vs_{axis}")
 
 
@@ -325,19 +336,25 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Returns ``write_all`` keyword arguments from a workdir's config.json dict.
 
-    Reads ``constraints.memory_bytes`` and ``constraints.latency_ms`` (budgets)
-    and, when present, ``memory_sweep_bytes`` and ``target_accuracies``; a
-    missing or null key keeps ``write_all``'s default.
+    Reads ``constraints.memory_bytes`` and ``constraints.latency_ms`` (budgets),
+    ``data.name`` (the dataset) and, when present, ``memory_sweep_bytes`` and
+    ``target_accuracies``; a missing or null key keeps ``write_all``'s default.
+    Without ``target_accuracies`` the targets are the paper's landmarks when
+    the dataset is theirs (CIFAR-10), else none (`summary.targets_for`).
     """
     constraints = config.get("constraints") or {}
+    dataset = (config.get("data") or {}).get("name") or None
     out: dict[str, Any] = {
         "memory_budget": constraints.get("memory_bytes") or None,
         "latency_budget": constraints.get("latency_ms") or None,
+        "dataset": dataset,
     }
     if config.get("memory_sweep_bytes"):
         out["memory_sweep"] = tuple(config["memory_sweep_bytes"])
     if config.get("target_accuracies"):
         out["targets"] = tuple(config["target_accuracies"])
+    elif targets_for(dataset):
+        out["targets"] = targets_for(dataset)
     return out
 
 
@@ -348,7 +365,8 @@ def write_all(
     memory_budget: float | None = None,
     latency_budget: float | None = None,
     memory_sweep: Iterable[float] = DEFAULT_SWEEP_BYTES,
-    targets: Iterable[float] = PAPER_TARGETS,
+    targets: Iterable[float] = (),
+    dataset: str | None = None,
 ) -> list[Path]:
     """Writes every figure the records support, and ``summary.md``.
 
@@ -361,7 +379,9 @@ def write_all(
       memory_budget: bytes, or None.
       latency_budget: ms, or None.
       memory_sweep: budgets in bytes for the summary's sweep table.
-      targets: accuracies (fractions) for the summary's reach table.
+      targets: accuracies (fractions) for the summary's reach table (none by
+        default: landmarks belong to their dataset).
+      dataset: the data's name, for the summary's header.
 
     Returns:
       The written paths: figures (PNG and SVG) then summary.md.
@@ -396,6 +416,7 @@ def write_all(
             latency_budget=latency_budget,
             memory_sweep=memory_sweep,
             targets=targets,
+            dataset=dataset,
             split=split,
         )
     )

@@ -4,7 +4,9 @@ Conventions: memory is in bytes here (figures and tables show KiB, 1 KiB =
 1024 bytes); a record's latency is its measured value where it has one, else
 its prediction; the accuracy split is "test" when any record has a test
 accuracy, else "val" (never mixed within one figure or table). Missing values
-are NaN.
+are NaN. A candidate whose training diverged (``train.diverged``) has no
+accuracy here: it is never feasible, on a front or "best"; tables list it
+apart (`diverged`).
 """
 
 from __future__ import annotations
@@ -47,13 +49,23 @@ def choose_split(records: Sequence[Record]) -> str:
     return "val"
 
 
+def diverged(records: Sequence[Record]) -> np.ndarray:
+    """Whether each record's training diverged (``train.diverged``)."""
+    return np.array([bool(get(r, "train", "diverged")) for r in records], bool)
+
+
 def accuracies(records: Sequence[Record], fmt: str, split: str) -> np.ndarray:
-    """Returns the accuracy of every record in ``fmt`` (NaN where missing)."""
+    """Returns the accuracy of every record in ``fmt``.
+
+    NaN where missing, and for a diverged candidate: its chance-level accuracy
+    is no result to rank, put on a front or call feasible.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if split not in ("val", "test"):
         raise ValueError(f"unknown split {split!r}; allowed: val, test")
-    return np.array([num(get(r, "accuracy", fmt, split)) for r in records])
+    acc = np.array([num(get(r, "accuracy", fmt, split)) for r in records])
+    return np.where(diverged(records), np.nan, acc) if len(acc) else acc
 
 
 def memories(records: Sequence[Record], fmt: str) -> np.ndarray:

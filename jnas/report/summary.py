@@ -23,6 +23,7 @@ from jnas.report.records import (
     Record,
     accuracies,
     choose_split,
+    diverged,
     latencies,
     latency_label,
     memories,
@@ -31,7 +32,9 @@ from jnas.report.records import (
 
 # The paper's CIFAR-10 accuracies at its memory budget: the established IoT
 # model, then the search's best float32, half and per-model-format models.
+# Landmarks of that dataset only (`targets_for`).
 PAPER_TARGETS = (0.7064, 0.7487, 0.8207, 0.8345)
+PAPER_DATASET = "cifar10"
 DEFAULT_SWEEP_BYTES = tuple(kib * KIB for kib in (16, 32, 64, 128, 256, 1024))
 
 Columns = Mapping[str, np.ndarray]  # format -> one value per record
@@ -48,6 +51,11 @@ def check_budget(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def targets_for(dataset: str | None) -> tuple[float, ...]:
+    """The paper's accuracy landmarks for its dataset (CIFAR-10), else none."""
+    return PAPER_TARGETS if dataset == PAPER_DATASET else ()
+
+
 def _fmt_acc(a: float) -> str:
     return f"{100 * a:.2f}%"
 
@@ -57,9 +65,10 @@ def _cell(records, i, acc, mem, lat, fmt) -> str:
         return "–"
     custom = records[i].get("custom_format") if fmt == "custom" else None
     suffix = f" {custom}" if custom else ""
+    latency = "" if np.isnan(lat[i]) else f", {lat[i]:.1f} ms"
     return (
         f"{_fmt_acc(acc[i])} ({model_name(records[i])}{suffix}, "
-        f"{mem[i] / KIB:.1f} KiB, {lat[i]:.1f} ms)"
+        f"{mem[i] / KIB:.1f} KiB{latency})"
     )
 
 
@@ -79,14 +88,23 @@ def header_lines(
     split: str,
     memory_budget: float | None,
     latency_budget: float | None,
+    dataset: str | None = None,
 ) -> list[str]:
     """The title and the run's settings."""
     budget_text = f"{memory_budget / KIB:g} KiB" if memory_budget else "none"
     lat_text = f"{latency_budget:g} ms" if latency_budget else "none"
+    n_diverged = int(diverged(records).sum())
     return [
         "# Search summary",
         "",
-        f"- candidates: {len(records)}",
+        f"- candidates: {len(records)}"
+        + (
+            f" ({n_diverged} diverged: never counted as feasible or best, "
+            "listed at the end)"
+            if n_diverged
+            else ""
+        ),
+        f"- dataset: {dataset or 'not recorded'}",
         f"- accuracy: {split} split",
         f"- memory budget: {budget_text} (1 KiB = 1024 bytes of parameters)",
         f"- latency budget: {lat_text} ({latency_label(records)})",
@@ -182,6 +200,23 @@ def reach_table(
     return lines
 
 
+def diverged_table(records: Sequence[Record]) -> list[str]:
+    """The candidates whose training diverged, apart from every ranking."""
+    rows = [r for r, d in zip(records, diverged(records), strict=True) if d]
+    if not rows:
+        return []
+    lines = [
+        "## Diverged candidates (not feasible, not ranked)",
+        "",
+        "| model | final training loss |",
+        "|---|---|",
+    ]
+    for r in rows:
+        loss = (r.get("train") or {}).get("final_loss")
+        lines.append(f"| {model_name(r)} | {loss if loss is not None else '–'} |")
+    return lines
+
+
 def write_summary(
     records: Sequence[Record],
     outdir: str | Path,
@@ -189,15 +224,17 @@ def write_summary(
     memory_budget: float | None = None,
     latency_budget: float | None = None,
     memory_sweep: Iterable[float] = DEFAULT_SWEEP_BYTES,
-    targets: Iterable[float] = PAPER_TARGETS,
+    targets: Iterable[float] = (),
     split: str | None = None,
+    dataset: str | None = None,
 ) -> Path:
     """Writes ``summary.md``: counts, best feasible models, budget sweeps.
 
     Sections: candidates and feasible counts per format; the best feasible
     model per format (memory budget alone and with the latency budget); the
     best model at each budget of ``memory_sweep``; the smallest memory at which
-    each format's front reaches each accuracy in ``targets``.
+    each format's front reaches each accuracy in ``targets`` (when given);
+    the diverged candidates, apart.
 
     Args:
       records: result records.
@@ -205,8 +242,10 @@ def write_summary(
       memory_budget: bytes, or None (no memory constraint).
       latency_budget: ms, or None (no latency constraint).
       memory_sweep: budgets in bytes for the sweep table.
-      targets: accuracies (fractions) for the reach table.
+      targets: accuracies (fractions) for the reach table; none by default
+        (landmarks belong to their dataset: ``targets_for(dataset)``).
       split: "val" or "test"; default ``choose_split(records)``.
+      dataset: the data's name, for the header (None: "not recorded").
 
     Returns:
       The path of summary.md.
@@ -233,7 +272,7 @@ def write_summary(
     if latency_budget is not None:
         constraint_sets.append((f"with latency ≤ {latency_budget:g} ms", lat_ok))
     sections = [
-        header_lines(records, split, memory_budget, latency_budget),
+        header_lines(records, split, memory_budget, latency_budget, dataset),
         feasible_table(acc, mem, lat_ok, mem_cap),
         best_table(records, acc, mem, lat, lat_ok if latency_budget else None, mem_cap),
     ]
@@ -241,9 +280,13 @@ def write_summary(
         sweep_table(records, acc, mem, lat, ok, title, memory_sweep)
         for title, ok in constraint_sets
     ]
-    sections += [
-        reach_table(acc, mem, ok, title, targets) for title, ok in constraint_sets
-    ]
+    targets = tuple(targets)
+    if targets:
+        sections += [
+            reach_table(acc, mem, ok, title, targets) for title, ok in constraint_sets
+        ]
+    if any(diverged(records)):
+        sections.append(diverged_table(records))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / "summary.md"
