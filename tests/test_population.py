@@ -187,6 +187,42 @@ def test_diverging_candidate_does_not_change_the_others(strategy):
     assert np.all(np.isfinite(jax.tree.leaves(trainer.variables(1))[0]))
 
 
+@RESNEXT_PROGRAMS
+def test_train_bucket_reports_step_one_then_every_log_every(caplog):
+    # Step 1 ends the compile: a progress line must not wait log_every steps.
+    from jnas.search import progress
+
+    bucket = _bucket("resnext_s3")
+    keys = list(jax.random.split(jax.random.key(0), bucket.size))
+    trainer = engine.BucketTrainer(
+        bucket, _shared_recipe(), keys=keys, lrs=[0.05] * 3, strategy="vmap"
+    )
+    seen = []
+
+    def on_log(step, record):
+        seen.append((step, record["loss"].shape))
+        watcher(step, record)
+
+    with caplog.at_level("INFO", logger="absl"):
+        watcher = progress.BucketProgress("bucket 7", bucket.size, 7, BATCH)
+        history = engine.train_bucket(
+            trainer,
+            _data(),
+            steps=7,
+            batch_size=BATCH,
+            data_key=jax.random.key(1),
+            log_every=3,
+            on_log=on_log,
+        )
+    assert seen == [(1, (3,)), (3, (3,)), (6, (3,)), (7, (3,))]
+    assert [r["step"] for r in history] == [1, 3, 6, 7]
+    lines = [r.getMessage() for r in caplog.records if "bucket 7" in r.getMessage()]
+    assert lines[0].startswith("bucket 7: 3 candidate(s), 7 steps; compiling")
+    assert "step 1/7 (compile and first step" in lines[1]
+    assert "step 7/7" in lines[-1] and "candidate-images/s" in lines[-1]
+    assert "ETA 0 s" in lines[-1]
+
+
 def test_quantization_aware_training_runs_and_rounds_weights():
     bucket = _bucket("pnasnet_s3")
     recipe = _recipe(weight_format="e4m3")

@@ -400,7 +400,8 @@ def train_bucket(
       steps: number of steps.
       batch_size: examples per batch (shared by all candidates).
       data_key: fixes the batch order and augmentation.
-      log_every: metrics are fetched from the device every this many steps.
+      log_every: metrics are fetched from the device after step 1 and then
+        every this many steps (and after the last).
       on_log: called with (step, metrics) at each fetch.
       augment: random crop and horizontal flip (CIFAR-style; off for digits,
         which flipping changes).
@@ -416,7 +417,8 @@ def train_bucket(
             ds, loader, batch_size=batch_size, augment=augment, dtype=jnp.float32
         )
         window.append(trainer.step(images, labels))
-        if step % log_every == 0 or step == steps:
+        # Step 1 too: it ends the compile, so a watcher hears of it early.
+        if step == 1 or step % log_every == 0 or step == steps:
             fetched = jax.device_get(window)  # one transfer per window
             n = trainer.bucket.size  # drop a mesh's padding copies
             fetched = [{k: v[:n] for k, v in m.items()} for m in fetched]

@@ -105,7 +105,14 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
                 device = None if mesh is None else sharding.replicated(mesh)
                 datasets, _ = config_lib.load_data(config, device)
             seed = _seed_of(bucket.members[0].hash, config.seed + round_index)
-            trainer, train_info = _train(config, bucket, recipe, datasets, seed, mesh)
+            meta = dict(bucket.members[0].meta)
+            label = (
+                f"round {round_index} bucket {b} "
+                f"({meta.get('space')}:{meta.get('law')} x{bucket.size})"
+            )
+            trainer, train_info = _train(
+                config, bucket, recipe, datasets, seed, mesh, label
+            )
             evaluated = formats.evaluate_formats(
                 trainer,
                 datasets,
@@ -246,8 +253,11 @@ def _seed_of(arch_hash: str, seed: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _train(config, bucket, recipe, datasets, bucket_seed, mesh):
-    """Trains one bucket; returns its trainer and each member's "train" field."""
+def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label="bucket"):
+    """Trains one bucket; returns its trainer and each member's "train" field.
+
+    Logs its progress (`progress.BucketProgress`) under `label`.
+    """
     cfg = config.train
     strategy, impl = engine.choose_plan(
         bucket,
@@ -276,6 +286,9 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh):
         data_key=jax.random.key(bucket_seed),
         log_every=cfg.log_every,
         augment=cfg.augment,
+        on_log=progress_lib.BucketProgress(
+            label, bucket.size, cfg.steps, cfg.batch_size
+        ),
     )
     seconds = time.perf_counter() - start
     diverged = trainer.diverged()

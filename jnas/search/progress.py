@@ -1,9 +1,12 @@
-"""The search's progress line: candidates of the round, ETA, best feasible so far."""
+"""The search's progress lines: per round (candidates, ETA, best feasible so far)
+and inside each bucket's training (step, throughput, loss, ETA)."""
 
 from __future__ import annotations
 
+import math
 import time
 
+import numpy as np
 from absl import logging
 
 from jnas import results
@@ -46,4 +49,50 @@ class Progress:
             len(records),
             eta,
             best_text,
+        )
+
+
+class BucketProgress:
+    """Progress inside one bucket's training: `engine.train_bucket`'s on_log.
+
+    A line when the bucket starts (its first step compiles, which takes
+    seconds), after the first step, and at every metrics fetch (each
+    `train.log_every` steps): step / total, candidate-images per second since
+    the first step, the mean loss over the bucket's candidates, and the
+    bucket's ETA. absl log lines, so they read the same on a terminal, in a
+    log file and from every worker process.
+    """
+
+    def __init__(self, label: str, size: int, steps: int, batch_size: int):
+        self.label, self.size = label, size
+        self.steps, self.batch_size = steps, batch_size
+        self.started = time.perf_counter()
+        self.first_done: float | None = None
+        logging.info(
+            "%s: %d candidate(s), %d steps; compiling the step", label, size, steps
+        )
+
+    def __call__(self, step: int, record: dict) -> None:
+        now = time.perf_counter()
+        loss = float(np.nanmean(record["loss"])) if len(record["loss"]) else math.nan
+        if self.first_done is None:
+            self.first_done = now
+            logging.info(
+                "%s: step %d/%d (compile and first step %.1f s), loss %.3f",
+                self.label,
+                step,
+                self.steps,
+                now - self.started,
+                loss,
+            )
+            return
+        per_step = (now - self.first_done) / max(1, step - 1)
+        logging.info(
+            "%s: step %d/%d, %.0f candidate-images/s, loss %.3f, ETA %.0f s",
+            self.label,
+            step,
+            self.steps,
+            self.size * self.batch_size / per_step,
+            loss,
+            per_step * (self.steps - step),
         )
