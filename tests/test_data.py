@@ -400,6 +400,50 @@ def test_archive_layout_errors(tmp_path, name, match):
         imagefolder.read(archive)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.02])
+def test_truncated_archive_names_the_file(folder, tmp_path, keep):
+    root, _ = folder
+    archive = make_tar(root, tmp_path / "ds.tar.gz")
+    data = archive.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: max(10, int(len(data) * keep))])
+    with pytest.raises(
+        ValueError,
+        match=r"cannot read the archive .*cut\.tar\.gz.*"
+        r"truncated or corrupt",
+    ):
+        imagefolder.read(cut)
+
+
+def test_plain_script_without_main_guard_decodes_in_a_pool(tmp_path):
+    # More than one chunk of images and 2 workers: the pool path. Spawned
+    # processes re-imported such a script and crashed (BrokenProcessPool).
+    import subprocess
+    import sys
+
+    from jnas.data.imagefolder import _CHUNK
+
+    per_class = _CHUNK // 3 + 10
+    make_folder(tmp_path / "ds", counts={"train": per_class, "test": 1}, size=2)
+    archive = make_tar(tmp_path / "ds", tmp_path / "ds.tar")
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys\n"
+        "from jnas.data import imagefolder\n"
+        "out = imagefolder.read(sys.argv[1], num_workers=2)\n"
+        "print('decoded', out['train'].images.shape[0])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(archive)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"decoded {3 * per_class}"
+
+
 # -- Sources and the not-found error. ---------------------------------------------
 
 

@@ -125,8 +125,8 @@ def load(
         for the search spaces; None keeps the native shape. C may grow from 1
         to 3 (grayscale is replicated).
       fit: "pad" (zero-pad, centred) or "resize" (bilinear) for `image_shape`.
-      num_workers: image-decoding processes for a folder source (None: one per
-        CPU, at most 8).
+      num_workers: image-decoding threads for a folder source (None: decode in
+        the calling thread; `imagefolder` says when threads pay).
 
     Returns:
       images: uint8 [N, H, W, C]; labels: int32 [N]; the `Metadata`.

@@ -19,12 +19,15 @@ Conventions (documented because they fix the labels):
   share one height and width.
 - Files without an image suffix (README, .DS_Store) are ignored.
 
-Decoding tens of thousands of small JPEGs is dominated by per-image Python
-overhead in PIL, so large datasets are decoded in a pool of worker processes
-while the main process keeps reading the archive. The pool uses the "spawn"
-start method: forking a process that has already started JAX's threads can
-deadlock. Like any code that uses spawn, a calling script must guard its entry
-point with `if __name__ == "__main__":` (absl apps and pytest do).
+Decoding runs in this process: in the calling thread by default, or in a
+pool of `num_workers` threads (Pillow releases the GIL while it decodes, which
+pays for large images). Never in worker processes: a process pool must spawn
+(forking a process that has started JAX's threads can deadlock), and spawned
+workers re-import the caller's script, which crashes (or reruns) a plain
+script without an `if __name__ == "__main__":` guard. Tiny images such as
+CIFAR-10's are dominated by per-image Python overhead that holds the GIL, so
+threads do not help them (docs/data.md has the timings); the decoded arrays
+are cached (`jnas.data.datasets`), so this is paid once.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ import collections
 import concurrent.futures
 import dataclasses
 import io
-import multiprocessing
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +103,7 @@ def read(
     Args:
       path: the `<root>` directory, or a .tar/.tar.gz/.tgz archive whose members
         are `<root>/<split>/<class>/<image>` (or `<split>/<class>/<image>`).
-      num_workers: decoding processes; None means `os.cpu_count()` (at most 8).
+      num_workers: decoding threads; None or 1 decodes in the calling thread.
         A pool is only started once more than one chunk of images is found.
 
     Returns:
@@ -116,7 +119,7 @@ def read(
     if not path.exists():
         raise FileNotFoundError(f"no image folder or archive at {path}")
     if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, 8)
+        num_workers = 1  # threads only pay for large images (module doc)
     if path.is_dir():
         entries = _walk_directory(path)
     elif is_archive(path):
@@ -198,8 +201,19 @@ def check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
 def _walk_archive(path: Path) -> Iterator[Entry]:
     root: str | None = None  # decided by the first image: "" or a folder name
     # "r:*" would seek; "r|*" streams, which is what a .tar.gz needs anyway.
-    with tarfile.open(path, mode="r|*") as archive:
-        for member in archive:
+    try:
+        archive = tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise _unreadable(path, e) from None
+    with archive:
+        members = iter(archive)
+        while True:
+            try:
+                member = next(members)
+            except StopIteration:
+                break
+            except (tarfile.TarError, EOFError, zlib.error) as e:
+                raise _unreadable(path, e) from None
             parts = check_member(member)
             if member.isdir() or not _is_image(parts[-1]):
                 continue
@@ -224,15 +238,27 @@ def _walk_archive(path: Path) -> Iterator[Entry]:
                     f"archive member {member.name!r} is {member.size} bytes, larger "
                     f"than any image this loader expects ({_MAX_MEMBER_BYTES})"
                 )
-            data = archive.extractfile(member).read()
+            try:
+                data = archive.extractfile(member).read()
+            except (tarfile.TarError, EOFError, zlib.error) as e:
+                raise _unreadable(path, e) from None
             yield rest[0], rest[1], rest[2], f"{path}:{member.name}", data
+
+
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    """A truncated or corrupt archive, named, with what to do about it."""
+    return ValueError(
+        f"cannot read the archive {path}: {type(err).__name__}: {err or 'no detail'} "
+        "(truncated or corrupt? copy or download it again; expected a tar archive, "
+        "optionally gzip/bz2/xz-compressed)"
+    )
 
 
 # -- Decoding. ---------------------------------------------------------------------
 
 
 def _decode_chunk(names: list[str], blobs: list[bytes]) -> np.ndarray:
-    """Decodes images to one uint8 [n, H, W, 3] array (runs in a worker)."""
+    """Decodes images to one uint8 [n, H, W, 3] array (runs in a pool thread)."""
     out = None
     for i, (name, blob) in enumerate(zip(names, blobs, strict=True)):
         try:
@@ -267,9 +293,7 @@ def _decode_all(entries: Iterator[Entry], num_workers: int, origin: str) -> dict
             return
         first_names.append(names[0])
         if pool is None and num_workers > 1 and len(names) == _CHUNK:
-            pool = concurrent.futures.ProcessPoolExecutor(
-                num_workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            pool = concurrent.futures.ThreadPoolExecutor(num_workers)
         if pool is not None:
             chunks.append(pool.submit(_decode_chunk, list(names), list(blobs)))
         else:
