@@ -149,16 +149,25 @@ def append_line(path: str | Path, record: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------- config
 
 
-def write_config(workdir: str | Path, config: Mapping[str, Any]) -> None:
+def write_config(
+    workdir: str | Path, config: Mapping[str, Any], *, adopt: bool = False
+) -> None:
     """Writes ``config.json`` once; refuses a different config on rerun.
+
+    Results are tied to the config that made them: a workdir that holds
+    results (records, format rows or checkpoints) but no ``config.json`` is
+    refused too, unless ``adopt`` (the user declares that those results were
+    made by this config).
 
     Args:
       workdir: the search's folder (created if missing).
       config: the resolved config as plain JSON types.
+      adopt: write this config into a workdir whose config.json is missing.
 
     Raises:
-      ConfigMismatchError: the workdir holds a different config; the message
-        names the first differing keys.
+      ConfigMismatchError: the workdir holds a different config (the message
+        names the differing keys by their full path, e.g. ``train.lr``, with
+        both values), or results without a config.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -168,13 +177,63 @@ def write_config(workdir: str | Path, config: Mapping[str, Any]) -> None:
         old = json.loads(path.read_text())
         new = json.loads(text)
         if old != new:
-            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            diffs = differing_keys(old, new)
+            shown = "; ".join(
+                f"{k}: {_at(old, k)!r} in {CONFIG}, {_at(new, k)!r} now"
+                for k in diffs[:6]
+            )
+            more = f" (and {len(diffs) - 6} more)" if len(diffs) > 6 else ""
             raise ConfigMismatchError(
-                f"{path} was written by a different config (keys differ: "
-                f"{', '.join(keys[:8])}); use a new --workdir or the same config"
+                f"{path} was written by a different config: {shown}{more}; use a "
+                "new --workdir, or the same config"
             )
         return
+    found = results_without_config(workdir)
+    if found and not adopt:
+        raise ConfigMismatchError(
+            f"{workdir} holds results ({', '.join(found)}) but no {CONFIG}, so "
+            "nothing says which config made them; use a new --workdir, or pass "
+            "--adopt_records to declare that this config made them"
+        )
     atomic_write(path, text + "\n")
+
+
+_MISSING = "<missing>"
+
+
+def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Dotted paths ("train.lr") of the leaves where two nested configs differ."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += [f"{key}.{k}" for k in differing_keys(a, b)]
+        elif a != b:
+            out.append(str(key))
+    return out
+
+
+def _at(config: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for key in dotted.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def results_without_config(workdir: str | Path) -> list[str]:
+    """The result files and folders of a workdir (to tie them to a config)."""
+    workdir = Path(workdir)
+    found = sorted(
+        p.name for p in workdir.glob("results*.jsonl") if p.stat().st_size > 0
+    )
+    if (workdir / FORMATS).exists() and (workdir / FORMATS).stat().st_size > 0:
+        found.append(FORMATS)
+    checkpoints = workdir / CHECKPOINTS
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        found.append(f"{CHECKPOINTS}/")
+    return found
 
 
 def read_config(workdir: str | Path) -> dict[str, Any]:

@@ -1,0 +1,17 @@
+"""Command-line launchers (absl apps); the library does the work."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+
+def fail(message: str) -> NoReturn:
+    """Ends a launcher on bad input: the message alone on stderr, exit code 1.
+
+    absl's `app.UsageError` prints the whole usage text before the message;
+    a bad config value deserves just the line that names it.
+    """
+    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "jnas"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(1)

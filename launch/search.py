@@ -14,6 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import launch
 from jnas import distributed, results, search
 from jnas import report as plots
 
@@ -21,6 +22,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (resumable).")
+_ADOPT = flags.DEFINE_bool(
+    "adopt_records",
+    False,
+    "Continue in a workdir that holds results but no config.json, declaring "
+    "that this config made them.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,6 +40,10 @@ def main(argv):
             "this is a replay config; run it with "
             f"python -m launch.replay --config=... --workdir={workdir}"
         )
+    try:  # every key, before anything is written or started
+        search.config.validate(config)
+    except (ValueError, FileNotFoundError) as e:  # incl. DatasetNotFoundError
+        launch.fail(str(e))
     if config.get("distributed") is not None:  # before anything touches a device
         workers = distributed.local_workers(config.distributed)
         if workers > 1:  # one process per core, each running this command
@@ -42,9 +53,9 @@ def main(argv):
             return
         distributed.initialize(config.distributed)
     try:
-        search.run(config, workdir)
-    except search.NoFeasibleCandidatesError as e:
-        raise app.UsageError(str(e)) from None
+        search.run(config, workdir, adopt_records=_ADOPT.value)
+    except (search.NoFeasibleCandidatesError, results.ConfigMismatchError) as e:
+        launch.fail(str(e))
     if jax.process_index() != 0:
         return  # process 0 merged every process's records; it writes figures
     records = results.load(workdir)

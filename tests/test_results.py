@@ -196,8 +196,32 @@ def test_config_is_written_once_and_a_different_one_is_refused(tmp_path):
     results.write_config(tmp_path / "w", json.loads(json.dumps(config)))  # same
     assert results.read_config(tmp_path / "w") == config
     changed = dict(config, seed=1, train={"steps": 20})
-    with pytest.raises(results.ConfigMismatchError, match=r"keys differ: seed, train"):
+    # Differing leaves by their full path, with both values.
+    with pytest.raises(
+        results.ConfigMismatchError,
+        match=r"seed: 0 in config.json, 1 now; train.steps: 10 in config.json, 20 now",
+    ):
         results.write_config(tmp_path / "w", changed)
     assert results.read_config(tmp_path / "w") == config
     with pytest.raises(FileNotFoundError, match="a jnas workdir"):
         results.read_config(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    "leftover", ["results.jsonl", "results.1.jsonl", "formats.jsonl", "checkpoints"]
+)
+def test_results_without_a_config_are_refused_unless_adopted(tmp_path, leftover):
+    # Deleting config.json must not let another config take over the records.
+    work = tmp_path / "w"
+    work.mkdir()
+    if leftover == "checkpoints":
+        (work / "checkpoints" / "abc").mkdir(parents=True)
+    else:
+        results.append_line(work / leftover, {"hash": "a"})
+    config = {"train": {"lr": 0.5}}
+    with pytest.raises(results.ConfigMismatchError, match=r"no config.json.*adopt"):
+        results.write_config(work, config)
+    assert not (work / results.CONFIG).exists()
+    results.write_config(work, config, adopt=True)
+    assert results.read_config(work) == config
+    results.write_config(tmp_path / "fresh", config)  # nothing to tie: fine

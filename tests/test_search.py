@@ -47,11 +47,45 @@ def _config(**overrides):
         ),
         ("latency.predictor", "nope.json", r"latency.predictor='nope.json'"),
         ("formats.min_bits_for_memory", 2, r"min_bits_for_memory=2 must be"),
+        ("train.qat_format", "e0m3", r"train.qat_format='e0m3': exponent_bits=0"),
+        ("train.qat_format", "e9m30", r"train.qat_format='e9m30'"),
+        ("train.momentum", 1.0, r"train.momentum=1.0 must be in \[0, 1\)"),
+        ("eval_batch_size", 0, r"config.eval_batch_size=0 must be an integer > 0"),
+        ("data.fit", "crop", r"config.data.fit='crop'.*'pad', 'resize'"),
+        ("data.num_val", 0, r"config.data.num_val=0 must be an integer > 0"),
+        ("data.name", "", r"config.data.name='' must be a dataset name"),
+        ("data.name", "no_such_set", r"(?s)config.data.name='no_such_set'.*not found"),
     ],
 )
 def test_bad_config_values_name_the_key_and_the_allowed_values(key, value, message):
-    with pytest.raises(ValueError, match=message):
+    # (A missing dataset is a FileNotFoundError: data.DatasetNotFoundError.)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
         search.validate(_config(**{key: value}))
+
+
+def test_launcher_refuses_bad_input_in_one_line_before_writing(tmp_path):
+    # Nothing may be written before every key is checked (a written
+    # config.json would refuse the corrected rerun), and the user gets the
+    # message, not a traceback or the usage text.
+    work = tmp_path / "w"
+    proc = _launch(work, "", "--config.train.qat_format=e9m30")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        "search.py: error: config.train.qat_format='e9m30': exponent_bits=9 is "
+        "outside the emulated range 1..8 (formats must fit a float32 carrier); "
+        "'' turns quantisation-aware training off"
+    ]
+    assert not work.exists()
+    # Results whose config.json is gone are not taken over by another config.
+    work.mkdir()
+    results.append_line(work / results.RESULTS, {"hash": "x", "round": 0})
+    proc = _launch(work, "", "--config.train.lr=0.5")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "holds results (results.jsonl) but no config.json" in err
+    assert "--adopt_records" in err and "Traceback" not in err
+    assert not (work / results.CONFIG).exists()
 
 
 def test_latency_budget_without_a_predictor_is_refused():

@@ -19,6 +19,7 @@ from jnas.data.datasets import (
     fit_images,
     load,
     load_train_val_test,
+    locate,
     split_validation,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "fit_images",
     "load",
     "load_train_val_test",
+    "locate",
     "split_validation",
 ]

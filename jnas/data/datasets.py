@@ -171,6 +171,27 @@ def load(
     return images, labels, meta
 
 
+def locate(
+    name: str, *, source: str = "auto", data_dir: str | os.PathLike | None = None
+) -> tuple[str, object]:
+    """Where `load` would read `name` from, without reading it.
+
+    Cheap (file-system checks only), so a launcher can refuse a missing
+    dataset before it writes anything.
+
+    Returns:
+      (source kind, location), as `load` resolves them.
+
+    Raises:
+      DatasetNotFoundError: the dataset is not available (where jnas looked and
+        how to get it).
+      ValueError: an unknown source.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not one of {', '.join(SOURCES)}")
+    return _resolve_source(name, source, data_dir, download=False)
+
+
 def load_train_val_test(
     name: str, *, num_val: int, seed: int, **load_kwargs
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Metadata]:

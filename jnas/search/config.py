@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jnas import data, distributed, spaces
+from jnas import data, distributed, precision, spaces
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
@@ -83,6 +83,21 @@ def validate(config: Any) -> list[tuple[str, str]]:
     _allowed("train.conv_impl", config.train.conv_impl, ("auto", *engine.CONV_IMPLS))
     _positive("train.max_waste", config.train.max_waste, zero=True)
     _positive("formats.tolerance", config.formats.tolerance, zero=True)
+    _positive("eval_batch_size", config.eval_batch_size, integer=True)
+    _positive("train.weight_decay", config.train.weight_decay, zero=True)
+    momentum = config.train.momentum
+    _positive("train.momentum", momentum, zero=True)
+    if momentum >= 1:
+        raise ValueError(f"config.train.momentum={momentum!r} must be in [0, 1)")
+    if config.train.qat_format:
+        try:
+            precision.as_format(config.train.qat_format)
+        except ValueError as e:
+            raise ValueError(
+                f"config.train.qat_format={config.train.qat_format!r}: {e}; "
+                "'' turns quantisation-aware training off"
+            ) from None
+    _validate_data(config.data)
     _validate_distributed(config.get("distributed"))
     bits = config.formats.min_bits_for_memory
     if not isinstance(bits, int) or not 3 <= bits <= 32:
@@ -101,6 +116,33 @@ def validate(config: Any) -> list[tuple[str, str]]:
             "'none'; give a predictor ('raspi3b' or a file) or set it to None"
         )
     return pairs
+
+
+def _validate_data(cfg: Any) -> None:
+    # Before the workdir is touched: a missing dataset or a bad fit would
+    # otherwise fail after config.json is written.
+    name = cfg.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"config.data.name={name!r} must be a dataset name, e.g. 'digits' or "
+            "'cifar10' (or any label for an image folder)"
+        )
+    _allowed("data.source", cfg.source, ("", *data.SOURCES))
+    _allowed("data.fit", cfg.fit, data.FIT_METHODS)
+    _positive("data.num_val", cfg.num_val, integer=True)
+    _positive("data.max_train", cfg.max_train, integer=True, zero=True)
+    shape = tuple(cfg.image_shape)
+    if len(shape) != 3 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+    ):
+        raise ValueError(
+            f"config.data.image_shape={cfg.image_shape!r} must be (H, W, C) of "
+            "positive integers, e.g. (32, 32, 3)"
+        )
+    try:
+        data.locate(name, source=cfg.source or "auto", data_dir=cfg.data_dir or None)
+    except data.DatasetNotFoundError as e:
+        raise data.DatasetNotFoundError(f"config.data.name={name!r}: {e}") from None
 
 
 def _validate_distributed(dist: Any) -> None:

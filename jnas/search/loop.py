@@ -47,8 +47,13 @@ from jnas.search import progress as progress_lib
 Candidate = tuple[arch_lib.Arch, dict[str, Any]]  # (arch, its costs)
 
 
-def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
+def run(
+    config: Any, workdir: str | Path, *, adopt_records: bool = False
+) -> list[dict[str, Any]]:
     """Runs (or resumes) a search; returns all records of the workdir.
+
+    `adopt_records`: continue in a workdir that holds results but no
+    config.json, declaring that this config made them (`results.write_config`).
 
     Raises:
       constraints.NoFeasibleCandidatesError: nothing sampled meets the
@@ -60,7 +65,7 @@ def run(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     limits = constraints.from_config(config)
     workdir = Path(workdir)
     pid, nproc = jax.process_index(), jax.process_count()
-    _write_config(config, workdir, pid)
+    _write_config(config, workdir, pid, adopt_records)
     store = results.Store(workdir, results.shard_name(pid, nproc))
     dist = config.get("distributed")
     mesh = sharding.mesh_from_config(dist) if dist is not None else None
@@ -178,11 +183,11 @@ def make_record(
 # ----------------------------------------------------------- the steps
 
 
-def _write_config(config: Any, workdir: Path, pid: int) -> None:
+def _write_config(config: Any, workdir: Path, pid: int, adopt: bool) -> None:
     saved = config.to_dict()
     saved.pop("distributed", None)  # where it runs, not what it computes
     if pid == 0:
-        results.write_config(workdir, saved)
+        results.write_config(workdir, saved, adopt=adopt)
     distributed.barrier("jnas_config")
     if pid != 0:
         results.write_config(workdir, saved)  # checks it is the same
