@@ -42,6 +42,7 @@ def main(argv):
         )
     try:  # every key, before anything is written or started
         search.config.validate(config)
+        search.config.check_data(config)
     except (ValueError, FileNotFoundError) as e:  # incl. DatasetNotFoundError
         launch.fail(str(e))
     if config.get("distributed") is not None:  # before anything touches a device

@@ -14,7 +14,7 @@ from conftest import REFERENCE_GROUP, _comparable, _launch
 
 from experiments import formats as formats_config
 from experiments import quickstart
-from jnas import population, precision, results, search, spaces
+from jnas import data, population, precision, results, search, spaces
 from jnas.search import formats as posttraining
 from jnas.search import sampling
 
@@ -54,13 +54,24 @@ def _config(**overrides):
         ("data.fit", "crop", r"config.data.fit='crop'.*'pad', 'resize'"),
         ("data.num_val", 0, r"config.data.num_val=0 must be an integer > 0"),
         ("data.name", "", r"config.data.name='' must be a dataset name"),
-        ("data.name", "no_such_set", r"(?s)config.data.name='no_such_set'.*not found"),
     ],
 )
 def test_bad_config_values_name_the_key_and_the_allowed_values(key, value, message):
-    # (A missing dataset is a FileNotFoundError: data.DatasetNotFoundError.)
-    with pytest.raises((ValueError, FileNotFoundError), match=message):
+    with pytest.raises(ValueError, match=message):
         search.validate(_config(**{key: value}))
+
+
+def test_a_missing_dataset_is_found_before_anything_runs(tmp_path):
+    config = _config(**{"data.name": "no_such_set"})
+    search.validate(config)  # a valid config, on a machine without the data
+    with pytest.raises(
+        data.DatasetNotFoundError,
+        match=r"(?s)config.data.name='no_such_set'.*not found",
+    ):
+        search.config.check_data(config)
+    with pytest.raises(data.DatasetNotFoundError):
+        search.run(config, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
 
 
 def test_launcher_refuses_bad_input_in_one_line_before_writing(tmp_path):

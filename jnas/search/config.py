@@ -139,10 +139,26 @@ def _validate_data(cfg: Any) -> None:
             f"config.data.image_shape={cfg.image_shape!r} must be (H, W, C) of "
             "positive integers, e.g. (32, 32, 3)"
         )
+
+
+def check_data(config: Any) -> None:
+    """Checks that config.data's dataset is available (file-system checks only).
+
+    Separate from `validate`, which checks values on any machine (a config
+    for CIFAR-10 is valid where CIFAR-10 is not installed); `search.run` and
+    the launcher call both before anything is written.
+
+    Raises:
+      data.DatasetNotFoundError: naming the key, where jnas looked and how to
+        get the data.
+    """
+    cfg = config.data
     try:
-        data.locate(name, source=cfg.source or "auto", data_dir=cfg.data_dir or None)
+        data.locate(
+            cfg.name, source=cfg.source or "auto", data_dir=cfg.data_dir or None
+        )
     except data.DatasetNotFoundError as e:
-        raise data.DatasetNotFoundError(f"config.data.name={name!r}: {e}") from None
+        raise data.DatasetNotFoundError(f"config.data.name={cfg.name!r}: {e}") from None
 
 
 def _validate_distributed(dist: Any) -> None:

@@ -60,8 +60,10 @@ def run(
         constraints.
       results.ConfigMismatchError: the workdir belongs to another config.
       ValueError: a bad config value (naming the key).
+      data.DatasetNotFoundError: the config's dataset is not available.
     """
     pairs = config_lib.validate(config)
+    config_lib.check_data(config)  # before anything is written
     limits = constraints.from_config(config)
     workdir = Path(workdir)
     pid, nproc = jax.process_index(), jax.process_count()
