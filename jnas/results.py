@@ -87,12 +87,19 @@ def to_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+def iter_records(
+    path: str | Path, require: tuple[str, ...] = ()
+) -> Iterator[dict[str, Any]]:
     """Yields the records of a JSON-lines file; a torn last line is skipped.
 
+    Args:
+      path: the file (missing: no records).
+      require: keys every record must have (it must be a JSON object then).
+
     Raises:
-      ValueError: a line other than the last is not valid JSON (the file was
-        edited or corrupted; the message names the line).
+      ValueError: a line other than the last is not valid JSON, or a record
+        lacks a required key (the file was edited or corrupted; the message
+        names the file and line).
     """
     path = Path(path)
     if not path.exists():
@@ -107,6 +114,19 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
             if number == len(lines):  # no newline after it: a torn append
                 return
             raise ValueError(f"{path}:{number} is not a JSON record: {e}") from None
+        if require:
+            if not isinstance(record, dict):
+                raise ValueError(
+                    f"{path}:{number} is a JSON {type(record).__name__}, not a "
+                    "record (an object)"
+                )
+            missing = [k for k in require if k not in record]
+            if missing:
+                names = ", ".join(map(repr, missing))
+                raise ValueError(
+                    f"{path}:{number}: the record has no {names} (every record "
+                    f"needs {', '.join(map(repr, require))})"
+                )
         yield record
 
 
@@ -259,7 +279,7 @@ class Store:
         self.path = Path(workdir) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, dict[str, Any]] = {}
-        for record in iter_records(self.path):
+        for record in iter_records(self.path, require=("hash",)):
             self.done.setdefault(record["hash"], record)
 
     def __contains__(self, arch_hash: str) -> bool:
@@ -297,7 +317,7 @@ def load(workdir: str | Path) -> list[dict[str, Any]]:
     paths = [workdir / RESULTS, *sorted(workdir.glob("results.*.jsonl"))]
     seen: dict[str, dict[str, Any]] = {}
     for path in paths:
-        for record in iter_records(path):
+        for record in iter_records(path, require=("hash",)):
             seen.setdefault(record["hash"], record)
     return list(seen.values())
 

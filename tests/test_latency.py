@@ -386,3 +386,18 @@ def test_calibration_config_names_an_unknown_variant():
     assert calibrate_config.get_config("im2col").conv_impl == "im2col"
     with pytest.raises(ValueError, match="'fast'.*known: small"):
         calibrate_config.get_config("small,fast")
+
+
+def test_calibration_file_errors_name_the_file_and_line(tmp_path):
+    missing = tmp_path / "calibration.jsonl"
+    with pytest.raises(
+        FileNotFoundError, match=r"no calibration file at .*launch.calibrate"
+    ):
+        latency.read_calibration(missing)
+    missing.write_text("")
+    with pytest.raises(ValueError, match=r"calibration.jsonl holds no measurements"):
+        latency.read_calibration(missing)
+    bad = {"hash": "h", "arch": {"version": 1}, "measurement": {}}
+    missing.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"calibration.jsonl line 1: bad arch: "):
+        latency.read_calibration(missing)

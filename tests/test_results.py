@@ -225,3 +225,16 @@ def test_results_without_a_config_are_refused_unless_adopted(tmp_path, leftover)
     results.write_config(work, config, adopt=True)
     assert results.read_config(work) == config
     results.write_config(tmp_path / "fresh", config)  # nothing to tie: fine
+
+
+def test_records_without_a_hash_name_the_file_and_line(tmp_path):
+    results.append_lines(tmp_path / results.RESULTS, [{"hash": "a"}, {"round": 0}])
+    with pytest.raises(ValueError, match=r"results.jsonl:2: the record has no 'hash'"):
+        results.load(tmp_path)
+    with pytest.raises(ValueError, match=r"results.jsonl:2: the record has no 'hash'"):
+        results.Store(tmp_path)
+    (tmp_path / results.RESULTS).write_text("[1, 2]\n")
+    with pytest.raises(
+        ValueError, match=r"results.jsonl:1 is a JSON list, not a record"
+    ):
+        results.load(tmp_path)

@@ -130,6 +130,8 @@ def _measured_hashes(path: Path) -> set[str]:
     if not path.exists():
         return set()
     results.cut_torn_tail(path)  # a kill mid-write: drop the stub
+    if path.stat().st_size == 0:  # killed before its first whole line
+        return set()
     return {e.arch.hash for e in tables.read_calibration(path)}
 
 
@@ -256,7 +258,7 @@ def fit_and_evaluate(
     """Fits on ``calibration.jsonl``, evaluates on ``evaluation.jsonl``, saves."""
     calib = tables.read_calibration(workdir / CALIBRATION, statistic=config.statistic)
     evals = []
-    if (workdir / EVALUATION).exists():
+    if (workdir / EVALUATION).exists() and (workdir / EVALUATION).stat().st_size:
         evals = tables.read_calibration(
             workdir / EVALUATION, statistic=config.statistic
         )

@@ -137,11 +137,21 @@ def read_calibration(path: str | Path, *, statistic: str = "median_ms") -> list[
 
     Returns:
       One ``Entry`` per line, with ``std_ms`` as the spread.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: no measurement in it, or a bad line (file and line named).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic={statistic!r}; allowed: {', '.join(STATISTICS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no calibration file at {path}; measure one with python -m "
+            "launch.calibrate (docs/latency.md)"
+        )
     entries = []
-    lines = Path(path).read_text().splitlines()
+    lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -157,6 +167,8 @@ def read_calibration(path: str | Path, *, statistic: str = "median_ms") -> list[
             value, spread = m[statistic], m["std_ms"]
         except (KeyError, TypeError) as err:
             raise ValueError(f"{where}: missing field {err}") from None
+        except ValueError as err:  # the arch's schema
+            raise ValueError(f"{where}: bad arch: {err}") from None
         if net.hash != rec.get("hash"):
             raise ValueError(f"{where}: arch hash mismatch (file edited?)")
         entries.append(
@@ -166,5 +178,10 @@ def read_calibration(path: str | Path, *, statistic: str = "median_ms") -> list[
                 _check_time(f"{where} std_ms", spread, positive=False),
                 {k: rec.get(k) for k in ("space", "law", "index", "host")},
             )
+        )
+    if not entries:
+        raise ValueError(
+            f"{path} holds no measurements (empty, or only an interrupted line); "
+            "measure with python -m launch.calibrate"
         )
     return entries
