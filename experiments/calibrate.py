@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the calibration config; ``arg`` selects comma-separated variants."""
     cfg = ml_collections.ConfigDict()
     cfg.mode = "all"  # "all" | "measure" | "fit"
-    cfg.spaces = [
+    cfg.spaces = (
         "probenet_s:s0",
         "probenet_s:s1",
         "probenet_s:s2",
@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "mobilenetv2:s6",
         "pnasnet:s3",
         "densenet:s3",
-    ]
+    )
     cfg.n_calibration = 96
     cfg.n_evaluation = 204
     cfg.seed = 0
@@ -92,7 +92,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.peak_bandwidth = 0.0  # bytes/s, likewise
     for variant in filter(None, (arg or "").split(",")):
         if variant == "small":
-            cfg.spaces = ["probenet_s:s2", "resnext:s3", "mobilenetv2:s6"]
+            cfg.spaces = ("probenet_s:s2", "resnext:s3", "mobilenetv2:s6")
             cfg.n_calibration, cfg.n_evaluation = 8, 6
             cfg.tie = "single"  # 6 parameters: a handful of networks suffice
             cfg.conv_extras = ()

@@ -17,12 +17,12 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the sweep config (``arg``: "full" for M up to 23)."""
     c = ml_collections.ConfigDict()
-    c.exponents = list(range(2, 9))  # E
-    c.mantissas = list(range(0, 11))  # M
-    c.splits = ["val", "test"]
+    c.exponents = tuple(range(2, 9))  # E
+    c.mantissas = tuple(range(0, 11))  # M
+    c.splits = ("val", "test")
     c.eval_batch_size = 500
     if arg == "full":
-        c.mantissas = list(range(0, 24))
+        c.mantissas = tuple(range(0, 24))
     elif arg:
         raise ValueError(f"unknown formats variant {arg!r}; allowed: full")
     return c

@@ -54,9 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # needs 29.9 KiB and the next better one 37.9 KiB, so 32 KiB is consistent.
     cfg.constraints.memory_bytes = 32 * KIB
     cfg.constraints.latency_ms = 10.0  # the paper's Raspberry Pi 3B+ target
-    cfg.memory_sweep_bytes = [kib * KIB for kib in (16, 32, 64, 128, 256, 1024)]
+    cfg.memory_sweep_bytes = tuple(kib * KIB for kib in (16, 32, 64, 128, 256, 1024))
     # The paper's accuracies: IoT baseline, float32, half, custom format.
-    cfg.target_accuracies = [0.7064, 0.7487, 0.8207, 0.8345]
+    cfg.target_accuracies = (0.7064, 0.7487, 0.8207, 0.8345)
     for variant in filter(None, (arg or "").split(",")):
         if variant == "small":
             cfg.limit = 40

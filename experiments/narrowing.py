@@ -21,7 +21,7 @@ def get_config(arg: str | None = "narrow"):
     if arg not in ("random", "narrow"):
         raise ValueError(f"unknown variant {arg!r}; allowed: random, narrow")
     c = quickstart.get_config()
-    c.search.spaces = ["resnext:s3"]  # one bucket key: cheap rounds
+    c.search.spaces = ("resnext:s3",)  # one bucket key: cheap rounds
     c.search.mode = arg
     c.search.rounds = 3
     c.search.candidates_per_round = 8

@@ -33,7 +33,7 @@ from experiments import quickstart
 def get_config(arg: str | None = "half"):
     """Returns the paper config; ``arg`` is "float", "half" or "reduced"."""
     c = quickstart.get_config()
-    c.search.spaces = [
+    c.search.spaces = (
         "probenet_s:s1",
         "probenet_s:s2",
         "resnet:s5",
@@ -43,7 +43,7 @@ def get_config(arg: str | None = "half"):
         "densenet:s3",
         "pnasnet:s3",
         "googlenet:s6",
-    ]
+    )
     c.search.candidates_per_round = 1000
     c.constraints.memory_bytes = 32 * 1024
     c.constraints.latency_ms = 10.0

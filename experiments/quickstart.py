@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 500
 
     c.search = ml_collections.ConfigDict()
-    c.search.spaces = ["resnext:s3", "mobilenetv2:s6", "pnasnet:s3"]  # space:law
+    c.search.spaces = ("resnext:s3", "mobilenetv2:s6", "pnasnet:s3")  # space:law
     c.search.mode = "random"  # "random" | "narrow" (the automatic workflow)
     c.search.rounds = 1
     c.search.candidates_per_round = 24  # sampled, before the constraints
@@ -115,7 +115,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if arg == "tiny":  # the tests' version: seconds, not minutes
         c.distributed.local_workers = 1  # tests start their processes themselves
-        c.search.spaces = ["resnext:s3"]
+        c.search.spaces = ("resnext:s3",)
         c.search.candidates_per_round = 4
         c.train.max_bucket = 2  # two buckets: the resume test kills in between
         c.train.max_waste = 10.0

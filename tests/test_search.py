@@ -97,6 +97,38 @@ def test_launcher_refuses_bad_input_in_one_line_before_writing(tmp_path):
     assert "holds results (results.jsonl) but no config.json" in err
     assert "--adopt_records" in err and "Traceback" not in err
     assert not (work / results.CONFIG).exists()
+    # List-valued keys can be set from the command line (tuples, which
+    # ml_collections' flags parse): the override reaches the validation.
+    proc = _launch(tmp_path / "w2", "", "--config.search.spaces=('mobilenetv2:s9',)")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "law of mobilenetv2='s9'" in err, err
+
+
+def _sequence_leaves(node, path=""):
+    for key, value in node.items():
+        if hasattr(value, "items"):
+            yield from _sequence_leaves(value, f"{path}{key}.")
+        elif isinstance(value, (list, tuple)):
+            yield f"{path}{key}", value
+
+
+@pytest.mark.parametrize(
+    "module,variant",
+    [
+        ("quickstart", None),
+        ("paper", "half"),
+        ("narrowing", "narrow"),
+        ("formats", None),
+        ("calibrate", None),
+        ("iotnets_replay", None),
+    ],
+)
+def test_every_list_valued_key_can_be_overridden(module, variant):
+    import importlib
+
+    config = importlib.import_module(f"experiments.{module}").get_config(variant)
+    lists = [k for k, v in _sequence_leaves(config) if isinstance(v, list)]
+    assert not lists, f"{lists} are lists; --config.KEY cannot override a list"
 
 
 def test_latency_budget_without_a_predictor_is_refused():
