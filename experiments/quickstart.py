@@ -38,17 +38,17 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the quickstart config (``arg``: "tiny" for the tests' version)."""
     c = ml_collections.ConfigDict()
-    c.seed = 0
+    c.seed = 0  # sampling, initialisation and data order
     c.checkpoints = True  # orbax checkpoint per candidate (workdir/checkpoints)
     # JAX's persistent compilation cache: "auto" (~/.cache/jnas/xla, or
     # $JNAS_CACHE_DIR/xla), a folder, or "" (off). A rerun skips compiling.
     c.compilation_cache = "auto"
-    c.eval_batch_size = 500
+    c.eval_batch_size = 500  # images per evaluation batch
 
     c.search = ml_collections.ConfigDict()
     c.search.spaces = ("resnext:s3", "mobilenetv2:s6", "pnasnet:s3")  # space:law
     c.search.mode = "random"  # "random" | "narrow" (the automatic workflow)
-    c.search.rounds = 1
+    c.search.rounds = 1  # rounds (narrow mode: each narrows the laws)
     c.search.candidates_per_round = 24  # sampled, before the constraints
 
     c.narrow = ml_collections.ConfigDict()
@@ -76,17 +76,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.name = "digits"  # "digits" | "cifar10" | "fashion_mnist" | a label
     c.data.source = ""  # "" (auto) | "tfds" | "folder" | "bundled"
     c.data.data_dir = ""  # image folder/archive or tfds dir ("" = default)
-    c.data.image_shape = (32, 32, 3)
+    c.data.image_shape = (32, 32, 3)  # (H, W, C) the networks take
     c.data.fit = "resize"  # "pad" | "resize" (to image_shape)
     c.data.num_val = 300  # validation examples carved from train
     c.data.max_train = 0  # cap on training examples (0 = all)
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 300
-    c.train.batch_size = 32
-    c.train.lr = 0.05
-    c.train.momentum = 0.9
-    c.train.weight_decay = 5e-4
+    c.train.steps = 300  # SGD steps per candidate
+    c.train.batch_size = 32  # images per step (shared by a bucket)
+    c.train.lr = 0.05  # peak learning rate
+    c.train.momentum = 0.9  # SGD momentum, in [0, 1)
+    c.train.weight_decay = 5e-4  # L2 added to the gradient (PyTorch SGD)
     c.train.schedule = "cosine"  # "constant" | "step" | "cosine"
     c.train.augment = False  # random crop + flip (CIFAR); flips change digits
     c.train.log_every = 50  # metrics leave the device every N steps

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import launch
+from experiments import quickstart
 from jnas import distributed, results, search
 from jnas import report as plots
 
@@ -28,13 +29,26 @@ _ADOPT = flags.DEFINE_bool(
     "Continue in a workdir that holds results but no config.json, declaring "
     "that this config made them.",
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_SHOW = flags.DEFINE_bool(
+    "show_config",
+    False,
+    "Print every config key with its value and documentation, then exit "
+    "(no --workdir needed).",
+)
+flags.mark_flag_as_required("config")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
+    if _SHOW.value:  # the config's file documents its keys; quickstart's, all
+        source = config_flags.get_config_filename(flags.FLAGS["config"])
+        source = source.split(":", 1)[0]  # "paper.py:half" names a variant
+        print(search.config.describe(config, [source, quickstart.__file__]))
+        return
+    if not workdir:
+        launch.fail("--workdir is required: the search's output folder")
     if config.get("mode") == "replay":
         raise app.UsageError(
             "this is a replay config; run it with "

@@ -131,6 +131,47 @@ def test_every_list_valued_key_can_be_overridden(module, variant):
     assert not lists, f"{lists} are lists; --config.KEY cannot override a list"
 
 
+def test_show_config_lists_every_key_with_value_and_documentation(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.search",
+            "--config=experiments/paper.py:half",
+            "--show_config",
+            "--config.train.lr=0.2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    config = quickstart.get_config()
+    want = set()
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if hasattr(value, "items"):
+                walk(value, f"{prefix}{key}.")
+            else:
+                want.add(f"{prefix}{key}")
+
+    walk(config)
+    shown = {line.split(" = ", 1)[0] for line in lines}
+    assert want <= shown  # every key of the base config
+    undocumented = [line for line in lines if "  # " not in line]
+    assert not undocumented, undocumented
+    assert "train.lr = 0.2  # peak learning rate" in lines  # overrides apply
+    assert "data.name = 'cifar10'  # " in "\n".join(lines)  # paper.py's value
+
+
 def test_latency_budget_without_a_predictor_is_refused():
     with pytest.raises(ValueError, match="latency.predictor is 'none'"):
         search.validate(_config(**{"constraints.latency_ms": 10.0}))
