@@ -1,5 +1,7 @@
 """Figures and summary from synthetic result records."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -203,3 +205,21 @@ def test_summary_without_latency_or_foreign_landmarks(tmp_path):
     assert cifar["targets"] == plots.PAPER_TARGETS
     text = plots.write_summary(records, tmp_path / "c", **cifar).read_text()
     assert "| 70.64% |" in text and "dataset: cifar10" in text
+
+
+def test_accuracy_vs_bits_counts_models_per_width_and_draws_float32(tmp_path):
+    import matplotlib
+
+    records = _records(6)
+    records[0]["format_grid"] = records[0]["format_grid"][:3]  # stops early
+    records[1]["train"] = {"diverged": True}  # left out
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text
+        paths = plots.accuracy_vs_bits(records, tmp_path, dataset="digits")
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "digits: 5 models" in svg
+    assert "float32, median of 5 models" in svg
+    assert "count above" in svg
+    # widths 6..12 of the 5 models: 5 at every width but 8+ (4: one stopped).
+    counts = [int(t) for t in re.findall(r">(\d+)</text>", svg)]
+    assert counts.count(5) >= 2 and 4 in counts
+    assert not re.search(r">\d+\.5</text>", svg)  # integer ticks only

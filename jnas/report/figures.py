@@ -143,6 +143,7 @@ def accuracy_front(
     axis: str,
     budget: float | None = None,
     split: str | None = None,
+    dataset: str | None = None,
 ) -> list[Path]:
     """Accuracy against a cost, one scatter and Pareto front per format.
 
@@ -153,6 +154,7 @@ def accuracy_front(
         (measured, else predicted; the same for every format).
       budget: bytes (memory) or ms (latency); drawn as a vertical line.
       split: "val" or "test"; default ``choose_split(records)``.
+      dataset: the data's name, for the title.
 
     Returns:
       The written paths (``accuracy_vs_<axis>.png`` and ``.svg``).
@@ -184,6 +186,8 @@ def accuracy_front(
     if budget is not None:
         line = (budget / scale, f"{axis} budget {budget / scale:g} {unit}")
     _finish_front_axes(ax, xlabel, split, line)
+    if dataset:
+        ax.set_title(dataset, fontsize=10)
     if n_diverged:  # shown apart: summary.md lists them
         ax.annotate(
             f"{n_diverged} diverged candidate(s) not shown",
@@ -195,17 +199,31 @@ def accuracy_front(
     return _save(fig, outdir, f"accuracy_vs_{axis}")
 
 
-def accuracy_vs_memory(records, outdir, *, memory_budget=None, split=None):
+def accuracy_vs_memory(
+    records, outdir, *, memory_budget=None, split=None, dataset=None
+):
     """``accuracy_front(axis="memory")``."""
     return accuracy_front(
-        records, outdir, axis="memory", budget=memory_budget, split=split
+        records,
+        outdir,
+        axis="memory",
+        budget=memory_budget,
+        split=split,
+        dataset=dataset,
     )
 
 
-def accuracy_vs_latency(records, outdir, *, latency_budget=None, split=None):
+def accuracy_vs_latency(
+    records, outdir, *, latency_budget=None, split=None, dataset=None
+):
     """``accuracy_front(axis="latency")``."""
     return accuracy_front(
-        records, outdir, axis="latency", budget=latency_budget, split=split
+        records,
+        outdir,
+        axis="latency",
+        budget=latency_budget,
+        split=split,
+        dataset=dataset,
     )
 
 
@@ -257,17 +275,23 @@ def predicted_vs_measured(records: Sequence[Record], outdir: str | Path) -> list
     return _save(fig, outdir, "latency_predicted_vs_measured")
 
 
-def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path]:
+def accuracy_vs_bits(
+    records: Sequence[Record], outdir: str | Path, *, dataset: str | None = None
+) -> list[Path]:
     """Validation accuracy against format bits, from each record's format_grid.
 
-    One faint line per model (its best accuracy at each bit count) and the
-    median over models in bold. Formats the search screened out early (an
-    upper bound, "val_at_most", instead of "val") are drawn as hollow
-    down-triangles at their bound, apart from the lines.
+    One faint line per model (its best accuracy at each bit count) and, in
+    bold, the median over the models evaluated at each bit count, with that
+    count written at each point (the format search stops early per model, so
+    the counts differ). A dashed line is the same models' median float32
+    accuracy. Formats the search screened out early (an upper bound,
+    "val_at_most", instead of "val") are drawn as hollow down-triangles at
+    their bound, apart from the lines. Diverged candidates are left out.
 
     Args:
       records: result records; those with a non-empty "format_grid" are drawn.
       outdir: output folder.
+      dataset: the data's name, for the title.
 
     Returns:
       The written paths (``accuracy_vs_bits.png`` and ``.svg``).
@@ -276,8 +300,11 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
       NoDataError: no record has a format_grid entry with bits and val.
     """
     per_model = []
+    float32 = []
     bounds: list[tuple[int, float]] = []
-    for r in records:
+    for r, gone in zip(records, diverged(records), strict=True):
+        if gone:
+            continue
         best: dict[int, float] = {}
         for entry in r.get("format_grid") or ():
             bits, val = entry.get("bits"), entry.get("val")
@@ -292,6 +319,9 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
             best[int(bits)] = max(best.get(int(bits), -math.inf), float(val))
         if best:
             per_model.append(best)
+            reference = get(r, "accuracy", "float32", "val")
+            if reference is not None:
+                float32.append(float(reference))
     if not per_model:
         raise NoDataError(
             f"accuracy_vs_bits: none of {len(records)} records has a format_grid"
@@ -315,16 +345,38 @@ def accuracy_vs_bits(records: Sequence[Record], outdir: str | Path) -> list[Path
         for b in bits:
             by_bits.setdefault(b, []).append(best[b])
     bits = sorted(by_bits)
+    medians = [100 * np.median(by_bits[b]) for b in bits]
     ax.plot(
         bits,
-        [100 * np.median(by_bits[b]) for b in bits],
+        medians,
         color="C3",
         lw=2,
         marker="o",
-        label=f"median of {len(per_model)} models (evaluated formats)",
+        label="median of the models evaluated at each width (count above)",
     )
+    for b, m in zip(bits, medians, strict=True):
+        ax.annotate(
+            str(len(by_bits[b])),
+            (b, m),
+            textcoords="offset points",
+            xytext=(0, 5),
+            ha="center",
+            fontsize=7,
+            color="C3",
+        )
+    if float32:
+        ax.axhline(
+            100 * np.median(float32),
+            color="0.3",
+            ls="--",
+            lw=1,
+            label=f"float32, median of {len(float32)} models",
+        )
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("format bits (sign + E + M)")
     ax.set_ylabel("val accuracy [%]")
+    if dataset:
+        ax.set_title(f"{dataset}: {len(per_model)} models", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, outdir, "accuracy_vs_bits")
@@ -394,13 +446,17 @@ def write_all(
     split = choose_split(records)
     figures = [
         lambda: accuracy_vs_memory(
-            records, outdir, memory_budget=memory_budget, split=split
+            records, outdir, memory_budget=memory_budget, split=split, dataset=dataset
         ),
         lambda: accuracy_vs_latency(
-            records, outdir, latency_budget=latency_budget, split=split
+            records,
+            outdir,
+            latency_budget=latency_budget,
+            split=split,
+            dataset=dataset,
         ),
         lambda: predicted_vs_measured(records, outdir),
-        lambda: accuracy_vs_bits(records, outdir),
+        lambda: accuracy_vs_bits(records, outdir, dataset=dataset),
     ]
     paths: list[Path] = []
     for figure_fn in figures:
