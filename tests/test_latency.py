@@ -14,6 +14,8 @@ from jnas import cost, latency, spaces
 from jnas.latency import calibration, roofline
 from jnas.latency import fitting as latency_fit
 
+PI = roofline.RASPBERRY_PI_3B_PLUS  # the oracle's tables are Pi-like
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PI_TABLE = SHARED / "iotnets/results_RaspPi.json"
 # Small laws of six spaces: every node kind appears (depthwise, grouped, concat,
@@ -76,6 +78,7 @@ def test_fit_recovers_a_known_roofline_model(archs):
         tie="compact",
         extras=ORACLE_EXTRAS,
         noise_floor=0.01,
+        device=PI,
     )
     # Predictions on networks the fit has not seen match the oracle's.
     test = [a for a, t in zip(archs, train, strict=True) if not t]
@@ -113,7 +116,7 @@ def test_fitted_throughput_never_exceeds_the_device_peak(archs):
 def test_save_load_round_trip(archs, tmp_path):
     y = _oracle().predict_many(archs)
     fitted = latency.fit(
-        archs, y, spreads_ms=0.02 * y, tie="compact", extras=ORACLE_EXTRAS
+        archs, y, spreads_ms=0.02 * y, tie="compact", extras=ORACLE_EXTRAS, device=PI
     )
     path = tmp_path / "predictor.json"
     fitted.save(path)
@@ -153,18 +156,22 @@ def test_fit_rejects_bad_times(archs, bad):
     y = list(_oracle().predict_many(archs))
     y[3] = bad
     with pytest.raises(ValueError, match="index 3"):
-        latency.fit(archs, y, tie="compact")
+        latency.fit(archs, y, tie="compact", device=PI)
 
 
 def test_fit_rejects_non_architectures_and_too_few_measurements(archs):
     with pytest.raises(ValueError, match="not a jnas.arch.Arch"):
-        latency.fit([("mobilenetv2", "s6", 0)], [1.0])
+        latency.fit([("mobilenetv2", "s6", 0)], [1.0], device=PI)
     with pytest.raises(ValueError, match="cannot determine"):
-        latency.fit(archs[:10], np.ones(10))  # ~40 parameters
+        latency.fit(archs[:10], np.ones(10), device=PI)  # ~40 parameters
     with pytest.raises(ValueError, match="2 architectures but 1"):
-        latency.fit(archs[:2], [1.0])
+        latency.fit(archs[:2], [1.0], device=PI)
     with pytest.raises(ValueError, match="tie="):
-        latency.fit(archs, np.ones(len(archs)), tie="loose")
+        latency.fit(archs, np.ones(len(archs)), tie="loose", device=PI)
+    # No silent default device: another device's table would be fitted
+    # against the Pi's ceilings.
+    with pytest.raises(ValueError, match=r"device=None: fit needs the measured"):
+        latency.fit(archs, np.ones(len(archs)))
     with pytest.raises(ValueError, match="finite and > 0"):
         latency.evaluate([1.0], [0.0])
     with pytest.raises(ValueError, match="finite and > 0"):

@@ -166,7 +166,7 @@ def fit(
     latencies_ms: Sequence[float],
     *,
     spreads_ms: Sequence[float] | None = None,
-    device: roofline.Device = roofline.RASPBERRY_PI_3B_PLUS,
+    device: roofline.Device | None = None,
     fmt: str = "e8m23",
     extras: Mapping[str, Sequence[str]] | None = None,
     tie: str | Mapping[str, str] = "none",
@@ -181,7 +181,11 @@ def fit(
       archs: the measured networks.
       latencies_ms: their latencies (ms, > 0), e.g. medians of repeats.
       spreads_ms: optional per-network spreads (std, ms) to weight rows by.
-      device: ceilings for the fitted throughputs and bandwidths.
+      device: the measured device's ceilings for the fitted throughputs and
+        bandwidths, and its lanes and cache (``roofline.Device``). Required:
+        ``roofline.RASPBERRY_PI_3B_PLUS`` for the Pi's tables,
+        ``calibration.local_device()`` for this host, or a ``Device`` with the
+        target's numbers (docs/latency.md, "Fitting a new device's table").
       fmt: deployment number format of the bytes term.
       extras: {kind: extra feature names} to fit (default ``DEFAULT_EXTRAS``).
       tie: kinds sharing parameters: "none" (one set per kind), a preset of
@@ -199,9 +203,19 @@ def fit(
 
     Raises:
       ValueError: for non-positive or non-finite latencies, objects that are not
-        architectures, unknown kinds, extras or ties, or fewer networks than
-        fitted parameters.
+        architectures, unknown kinds, extras or ties, fewer networks than
+        fitted parameters, or no device.
     """
+    if not isinstance(device, roofline.Device):
+        # A default would be right for one device only and fit another's
+        # table against the wrong ceilings without a word.
+        raise ValueError(
+            f"device={device!r}: fit needs the measured device's ceilings, a "
+            "jnas.latency.Device: roofline.RASPBERRY_PI_3B_PLUS for the Pi 3B+'s "
+            "tables, latency.calibration.local_device() for this host, or "
+            "Device(name, peak_flops, peak_bandwidth, ...) for another device "
+            "(docs/latency.md, 'Fitting a new device's table')"
+        )
     extras = {
         k: tuple(v)
         for k, v in (roofline.DEFAULT_EXTRAS if extras is None else extras).items()
