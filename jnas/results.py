@@ -13,6 +13,11 @@ A search's workdir holds:
   process) or ``variables.msgpack`` (a multi-process run, where each process
   saves the candidates it trained);
 - ``formats.jsonl``: rows of the post-training format sweep;
+- ``curves.jsonl``: training curves, one row per candidate every
+  ``train.log_every`` steps ({"hash", "step", "loss", "train_accuracy",
+  "lr"}); a process of several appends to ``curves.<process>.jsonl``.
+  A retrained (killed) bucket writes its rows again; readers keep the first
+  row of each (hash, step), equal by determinism;
 - ``figures/``: rebuilt from the records by ``jnas.report``.
 
 Two primitives keep every file whole across kills: ``atomic_write`` (a whole
@@ -57,6 +62,7 @@ from typing import Any
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
 FORMATS = "formats.jsonl"
+CURVES = "curves.jsonl"
 CHECKPOINTS = "checkpoints"
 LOCAL_CHECKPOINT = "variables.msgpack"  # a multi-process run's checkpoints
 
@@ -354,6 +360,31 @@ def append_format_rows(workdir: str | Path, rows: Iterable[Mapping[str, Any]]) -
     append_lines(Path(workdir) / FORMATS, rows)
 
 
+def curves_name(process_index: int, process_count: int) -> str:
+    """The curves file a process appends to ("curves.jsonl" if alone)."""
+    if process_count == 1:
+        return CURVES
+    return f"curves.{process_index}.jsonl"
+
+
+def append_curves(
+    workdir: str | Path, name: str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Appends training-curve rows ({"hash", "step", ...}) to `name`."""
+    append_lines(Path(workdir) / name, rows)
+
+
+def load_curves(workdir: str | Path) -> list[dict[str, Any]]:
+    """Every training-curve row of a workdir (all shards), one per (hash, step)."""
+    workdir = Path(workdir)
+    paths = [workdir / CURVES, *sorted(workdir.glob("curves.*.jsonl"))]
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in paths:
+        for row in iter_records(path, require=("hash", "step")):
+            seen.setdefault((row["hash"], row["step"]), row)
+    return sorted(seen.values(), key=lambda r: (r["hash"], r["step"]))
+
+
 # -------------------------------------------------------------- checkpoints
 
 
@@ -406,17 +437,44 @@ def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path
     return path
 
 
+class CheckpointError(ValueError):
+    """A candidate's checkpoint is missing or unreadable (the message says which)."""
+
+
 def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
-    """Reads back a candidate's variables written by `save_checkpoint`."""
+    """Reads back a candidate's variables written by `save_checkpoint`.
+
+    Raises:
+      CheckpointError: the checkpoint is missing or cannot be read (naming the
+        candidate, the path and the reader's error).
+    """
     path = checkpoint_path(workdir, arch_hash)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint for candidate {arch_hash} at {path}")
-    if (path / LOCAL_CHECKPOINT).exists():  # a multi-process run's
-        from flax import serialization
+        raise CheckpointError(f"candidate {arch_hash}: no checkpoint at {path}")
+    try:
+        if (path / LOCAL_CHECKPOINT).exists():  # a multi-process run's
+            from flax import serialization
 
-        return serialization.msgpack_restore((path / LOCAL_CHECKPOINT).read_bytes())
-    import orbax.checkpoint as ocp
+            return serialization.msgpack_restore((path / LOCAL_CHECKPOINT).read_bytes())
+        import orbax.checkpoint as ocp
 
-    _quiet_orbax()
-    with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(path)
+        _quiet_orbax()
+        with ocp.StandardCheckpointer() as ckptr:
+            return ckptr.restore(path)
+    except Exception as e:  # noqa: BLE001 - any reader failure means unreadable
+        raise CheckpointError(
+            f"candidate {arch_hash}: the checkpoint at {path} is unreadable "
+            f"({type(e).__name__}: {e})"
+        ) from None
+
+
+def checkpoint_problem(workdir: str | Path, arch_hash: str) -> str | None:
+    """Why a candidate's checkpoint cannot be restored, or None if it can.
+
+    Restores it (these networks are small: a fraction of a second each).
+    """
+    try:
+        load_checkpoint(workdir, arch_hash)
+    except CheckpointError as e:
+        return str(e)
+    return None

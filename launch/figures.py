@@ -28,7 +28,9 @@ def main(argv):
     except FileNotFoundError:
         config = {}
     outdir = f"{workdir}/{plots.FIGURES_DIR}"
-    for path in plots.write_all(records, outdir, **plots.options_from_config(config)):
+    options = plots.options_from_config(config)
+    curves = results.load_curves(workdir)
+    for path in plots.write_all(records, outdir, curves=curves, **options):
         print(path)
 
 

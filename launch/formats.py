@@ -8,6 +8,8 @@ The config file's docstring is the runbook; ``jnas.search.formats.sweep`` does t
 from absl import app, flags
 from ml_collections import config_flags
 
+import launch
+from jnas import results
 from jnas.search import formats as posttraining
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -20,7 +22,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    rows = posttraining.sweep(_CONFIG.value, _WORKDIR.value)
+    try:
+        rows = posttraining.sweep(_CONFIG.value, _WORKDIR.value)
+    except results.CheckpointError as e:  # the other candidates were swept
+        launch.fail(str(e))
     print(
         f"{len(rows)} (candidate, format) evaluations in {_WORKDIR.value}/formats.jsonl"
     )

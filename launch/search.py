@@ -77,6 +77,7 @@ def main(argv):
     paths = plots.write_all(
         records,
         f"{workdir}/{plots.FIGURES_DIR}",
+        curves=results.load_curves(workdir),
         **plots.options_from_config(config.to_dict()),
     )
     logging.info("%d candidates; figures: %s", len(records), ", ".join(map(str, paths)))

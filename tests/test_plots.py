@@ -223,3 +223,26 @@ def test_accuracy_vs_bits_counts_models_per_width_and_draws_float32(tmp_path):
     counts = [int(t) for t in re.findall(r">(\d+)</text>", svg)]
     assert counts.count(5) >= 2 and 4 in counts
     assert not re.search(r">\d+\.5</text>", svg)  # integer ticks only
+
+
+def test_learning_curves_figure_and_write_all(tmp_path):
+    records = _records(3)
+    curves = [
+        {
+            "hash": r["hash"],
+            "step": step,
+            "loss": 2.3 / step**0.3,
+            "train_accuracy": min(1.0, 0.1 + step / 400),
+            "lr": 0.05,
+        }
+        for r in records
+        for step in (1, 50, 100, 150)
+    ]
+    curves[1]["loss"] = None  # a diverged window: a gap, not a crash
+    with pytest.raises(plots.NoDataError, match="no training-curve rows"):
+        plots.learning_curves([], tmp_path)
+    paths = plots.write_all(records, tmp_path, curves=curves, dataset="digits")
+    names = [p.name for p in paths]
+    assert "learning_curves.png" in names and "learning_curves.svg" in names
+    png = tmp_path / "learning_curves.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC

@@ -238,3 +238,19 @@ def test_records_without_a_hash_name_the_file_and_line(tmp_path):
         ValueError, match=r"results.jsonl:1 is a JSON list, not a record"
     ):
         results.load(tmp_path)
+
+
+def test_curves_merge_shards_and_keep_the_first_row_of_each_step(tmp_path):
+    row = {"hash": "a", "step": 10, "loss": 1.0, "train_accuracy": 0.5, "lr": 0.1}
+    results.append_curves(tmp_path, results.CURVES, [dict(row, step=1), row])
+    # A retrained bucket writes its rows again (the same by determinism).
+    results.append_curves(tmp_path, "curves.1.jsonl", [dict(row, loss=9.0)])
+    with open(tmp_path / results.CURVES, "a") as f:
+        f.write('{"hash": "a", "st')  # a kill mid-append
+    results.append_curves(tmp_path, results.CURVES, [dict(row, hash="b")])
+    got = results.load_curves(tmp_path)
+    assert [(r["hash"], r["step"], r["loss"]) for r in got] == [
+        ("a", 1, 1.0),
+        ("a", 10, 1.0),
+        ("b", 10, 1.0),
+    ]

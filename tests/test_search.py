@@ -16,7 +16,7 @@ from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import data, population, precision, results, search, spaces
 from jnas.search import formats as posttraining
-from jnas.search import sampling
+from jnas.search import loop, sampling
 
 
 def _config(**overrides):
@@ -317,6 +317,17 @@ def test_killed_search_resumes_without_loss_duplication_or_change(
         for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(ref), strict=True):
             np.testing.assert_array_equal(a, b)
     assert (work / "figures" / "summary.md").exists()
+    # Training curves survive the kill too: every candidate's rows (step 1,
+    # then every log_every = 10 steps of 30), equal to the uninterrupted run's.
+    curves = results.load_curves(work)
+    assert curves == results.load_curves(reference_search.workdir)
+    assert sorted({(r["hash"], r["step"]) for r in curves}) == sorted(
+        (h, s) for h in want for s in (1, 10, 20, 30)
+    )
+    for h in want:
+        (last,) = [r for r in curves if r["hash"] == h and r["step"] == 30]
+        assert last["loss"] == pytest.approx(want[h]["train"]["final_loss"])
+    assert (work / "figures" / "learning_curves.png").exists()
 
 
 @pytest.mark.xdist_group(REFERENCE_GROUP)
@@ -338,6 +349,25 @@ def test_post_training_sweep_reproduces_the_records_and_resumes(
         # The checkpoint reproduces the recorded float32 accuracies.
         assert f32["val"] == pytest.approx(record["accuracy"]["float32"]["val"])
         assert f32["test"] == pytest.approx(record["accuracy"]["float32"]["test"])
+
+    # One checkpoint deleted, one corrupted: the sweep goes on with the others
+    # and then names both; a search rerun reports them by name.
+    work = tmp_path / "damaged"
+    shutil.copytree(reference_search.workdir, work)
+    gone, bad, *fine = list(want)
+    shutil.rmtree(results.checkpoint_path(work, gone))
+    for path in results.checkpoint_path(work, bad).rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\xff\xfe not a checkpoint")
+    with pytest.raises(results.CheckpointError) as err:
+        posttraining.sweep(sweep_cfg, work)
+    message = str(err.value)
+    assert "swept 2 of 4 candidates" in message
+    assert f"candidate {gone}: no checkpoint at" in message
+    assert f"candidate {bad}: the checkpoint at" in message and "unreadable" in message
+    assert {r["hash"] for r in results.format_rows(work)} == set(fine)
+    problems = loop._report_bad_checkpoints(work)
+    assert len(problems) == 2 and all("resnext s3 #" in p for p in problems)
 
 
 @pytest.mark.parametrize(

@@ -382,6 +382,65 @@ def accuracy_vs_bits(
     return _save(fig, outdir, "accuracy_vs_bits")
 
 
+def learning_curves(
+    curves: Sequence[Mapping[str, Any]],
+    outdir: str | Path,
+    *,
+    records: Sequence[Record] = (),
+    dataset: str | None = None,
+) -> list[Path]:
+    """Training loss and training accuracy against step, one line per candidate.
+
+    Args:
+      curves: rows of ``curves.jsonl`` (``jnas.results.load_curves``).
+      outdir: output folder.
+      records: the result records, to colour lines by search space (optional).
+      dataset: the data's name, for the title.
+
+    Returns:
+      The written paths (``learning_curves.png`` and ``.svg``).
+
+    Raises:
+      NoDataError: no curve rows.
+    """
+    by_hash: dict[str, list[Mapping[str, Any]]] = {}
+    for row in curves:
+        by_hash.setdefault(row["hash"], []).append(row)
+    if not by_hash:
+        raise NoDataError("learning_curves: no training-curve rows (curves.jsonl)")
+    space_of = {r.get("hash"): r.get("space") for r in records}
+    spaces = sorted({str(space_of.get(h)) for h in by_hash})
+    colours = {s: f"C{i % 10}" for i, s in enumerate(spaces)}
+    fig = Figure(figsize=(9.6, 4.2), layout="constrained")
+    backend_agg.FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for h, rows in by_hash.items():
+        rows = sorted(rows, key=lambda r: r["step"])
+        steps = [r["step"] for r in rows]
+        colour = colours[str(space_of.get(h))]
+        loss = [np.nan if r.get("loss") is None else r["loss"] for r in rows]
+        acc = [
+            np.nan if r.get("train_accuracy") is None else 100 * r["train_accuracy"]
+            for r in rows
+        ]
+        loss_ax.plot(steps, loss, color=colour, alpha=0.5, lw=0.9)
+        acc_ax.plot(steps, acc, color=colour, alpha=0.5, lw=0.9)
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("training loss (mean over the logging window)")
+    acc_ax.set_xlabel("step")
+    acc_ax.set_ylabel("training accuracy [%] (over the window)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(True, alpha=0.3)
+    if records:
+        for s in spaces:
+            acc_ax.plot([], [], color=colours[s], label=s)
+        acc_ax.legend(loc="lower right", fontsize=8)
+    title = f"{len(by_hash)} candidates"
+    fig.suptitle(f"{dataset}: {title}" if dataset else title, fontsize=10)
+    return _save(fig, outdir, "learning_curves")
+
+
 # -- Everything. -------------------------------------------------------------------
 
 
@@ -419,6 +478,7 @@ def write_all(
     memory_sweep: Iterable[float] = DEFAULT_SWEEP_BYTES,
     targets: Iterable[float] = (),
     dataset: str | None = None,
+    curves: Sequence[Mapping[str, Any]] = (),
 ) -> list[Path]:
     """Writes every figure the records support, and ``summary.md``.
 
@@ -434,6 +494,8 @@ def write_all(
       targets: accuracies (fractions) for the summary's reach table (none by
         default: landmarks belong to their dataset).
       dataset: the data's name, for the summary's header.
+      curves: training-curve rows (``results.load_curves``), for the
+        learning-curve figure.
 
     Returns:
       The written paths: figures (PNG and SVG) then summary.md.
@@ -457,6 +519,7 @@ def write_all(
         ),
         lambda: predicted_vs_measured(records, outdir),
         lambda: accuracy_vs_bits(records, outdir, dataset=dataset),
+        lambda: learning_curves(curves, outdir, records=records, dataset=dataset),
     ]
     paths: list[Path] = []
     for figure_fn in figures:

@@ -167,6 +167,11 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
 
     Returns:
       All rows of ``formats.jsonl`` ({"hash", "format", "bits", split: acc}).
+
+    Raises:
+      results.CheckpointError: after sweeping every other candidate (their
+        rows are on disk), naming each candidate skipped because its
+        checkpoint is missing or unreadable.
     """
     workdir = Path(workdir)
     records = results.load(workdir)
@@ -181,9 +186,20 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             )
     formats = [None, *grid(config.exponents, config.mantissas)]
     done = {(r["hash"], r["format"]) for r in results.format_rows(workdir)}
+    skipped = []
     for n, record in enumerate(records, 1):
+        names = ["float32" if f is None else str(f) for f in formats]
+        if all((record["hash"], name) in done for name in names):
+            continue  # swept by an earlier run: its checkpoint is not needed
         arch = arch_lib.from_dict(record["arch"])
-        variables = results.load_checkpoint(workdir, record["hash"])
+        try:
+            variables = results.load_checkpoint(workdir, record["hash"])
+        except results.CheckpointError as e:
+            # One bad checkpoint must not stop the sweep of the others.
+            label = f"{record.get('space')} {record.get('law')} #{record.get('index')}"
+            skipped.append(f"{label}: {e}")
+            logging.warning("formats: skipped %s: %s", label, e)
+            continue
         for fmt in formats:
             name = "float32" if fmt is None else str(fmt)
             if (record["hash"], name) in done:
@@ -200,6 +216,12 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
                 )
             results.append_format_rows(workdir, [row])
         logging.info("formats: %d/%d candidates swept", n, len(records))
+    if skipped:
+        raise results.CheckpointError(
+            f"swept {len(records) - len(skipped)} of {len(records)} candidates "
+            f"(rows in {workdir / results.FORMATS}); skipped {len(skipped)} whose "
+            "checkpoint is missing or unreadable:\n  " + "\n  ".join(skipped)
+        )
     return results.format_rows(workdir)
 
 

@@ -69,6 +69,8 @@ def run(
     pid, nproc = jax.process_index(), jax.process_count()
     _write_config(config, workdir, pid, adopt_records)
     store = results.Store(workdir, results.shard_name(pid, nproc))
+    if config.checkpoints and pid == 0:
+        _report_bad_checkpoints(workdir)
     dist = config.get("distributed")
     mesh = sharding.mesh_from_config(dist) if dist is not None else None
     engine.enable_compilation_cache(
@@ -118,7 +120,7 @@ def run(
                 f"({meta.get('space')}:{meta.get('law')} x{bucket.size})"
             )
             trainer, train_info = _train(
-                config, bucket, recipe, datasets, seed, mesh, label
+                config, bucket, recipe, datasets, seed, mesh, label, workdir
             )
             evaluated = formats.evaluate_formats(
                 trainer,
@@ -195,6 +197,70 @@ def _write_config(config: Any, workdir: Path, pid: int, adopt: bool) -> None:
         results.write_config(workdir, saved)  # checks it is the same
 
 
+class _Watchers:
+    """Several `engine.train_bucket` on_log hooks as one."""
+
+    def __init__(self, *hooks):
+        self.hooks = hooks
+
+    def __call__(self, step, record):
+        for hook in self.hooks:
+            hook(step, record)
+
+
+class _CurveWriter:
+    """Appends each fetch's per-candidate metrics to the workdir's curves file.
+
+    Rows: {"hash", "step", "loss" (mean over the window), "train_accuracy"
+    (over the window), "lr" (the learning rate of the window's last step)};
+    a diverged candidate's NaN loss is written as null.
+    """
+
+    def __init__(self, workdir, bucket, recipe, lr: float):
+        self.path_name = results.curves_name(jax.process_index(), jax.process_count())
+        self.workdir, self.lr, self.schedule = workdir, lr, recipe.schedule
+        self.hashes = [a.hash for a in bucket.members]
+
+    def __call__(self, step, record):
+        lr = self.lr * float(self.schedule(step - 1))  # optax counts from 0
+        rows = []
+        for i, h in enumerate(self.hashes):
+            loss, acc = float(record["loss"][i]), float(record["accuracy"][i])
+            rows.append(
+                {
+                    "hash": h,
+                    "step": int(step),
+                    "loss": loss if math.isfinite(loss) else None,
+                    "train_accuracy": acc if math.isfinite(acc) else None,
+                    "lr": lr,
+                }
+            )
+        results.append_curves(self.workdir, self.path_name, rows)
+
+
+def _report_bad_checkpoints(workdir: Path) -> list[str]:
+    """Warns, by name, of recorded candidates whose checkpoint is gone or bad.
+
+    A rerun restores every recorded candidate's checkpoint once (these
+    networks are small). Their records stand (the store is append-only);
+    the warning says how to get the checkpoints back.
+    """
+    problems = []
+    for record in results.load(workdir):
+        problem = results.checkpoint_problem(workdir, record["hash"])
+        if problem:
+            name = f"{record.get('space')} {record.get('law')} #{record.get('index')}"
+            problems.append(f"{name}: {problem}")
+    if problems:
+        logging.warning(
+            "%d recorded candidate(s) have no readable checkpoint (their records "
+            "stand; the format sweep skips them; retrain them in a new workdir):\n  %s",
+            len(problems),
+            "\n  ".join(problems),
+        )
+    return problems
+
+
 def _sample(config, pairs, round_index, known) -> list[arch_lib.Arch]:
     boxes = None
     if config.search.mode == "narrow" and round_index > 0:
@@ -260,10 +326,11 @@ def _seed_of(arch_hash: str, seed: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label="bucket"):
+def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
     """Trains one bucket; returns its trainer and each member's "train" field.
 
-    Logs its progress (`progress.BucketProgress`) under `label`.
+    Logs its progress (`progress.BucketProgress`) under `label` and appends
+    its training curves to the workdir (`_CurveWriter`).
     """
     cfg = config.train
     strategy, impl = engine.choose_plan(
@@ -293,8 +360,9 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label="bucket"):
         data_key=jax.random.key(bucket_seed),
         log_every=cfg.log_every,
         augment=cfg.augment,
-        on_log=progress_lib.BucketProgress(
-            label, bucket.size, cfg.steps, cfg.batch_size
+        on_log=_Watchers(
+            progress_lib.BucketProgress(label, bucket.size, cfg.steps, cfg.batch_size),
+            _CurveWriter(workdir, bucket, recipe, cfg.lr),
         ),
     )
     seconds = time.perf_counter() - start
