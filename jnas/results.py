@@ -273,6 +273,11 @@ def read_config(workdir: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------ records
 
 
+def model_name(record: Mapping[str, Any]) -> str:
+    """ "space law #index" of a record (how reports and warnings name it)."""
+    return f"{record.get('space')} {record.get('law')} #{record.get('index')}"
+
+
 class Store:
     """Append-only results of one workdir (or one process's shard of it).
 
@@ -319,20 +324,30 @@ def load(workdir: str | Path) -> list[dict[str, Any]]:
     Reads ``results.jsonl`` and any ``results.*.jsonl`` shards (multi-host
     runs); a candidate recorded twice keeps its first record.
     """
-    workdir = Path(workdir)
-    paths = [workdir / RESULTS, *sorted(workdir.glob("results.*.jsonl"))]
-    seen: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        for record in iter_records(path, require=("hash",)):
-            seen.setdefault(record["hash"], record)
-    return list(seen.values())
+    return list(_merged_shards(workdir, RESULTS, ("hash",)).values())
 
 
-def shard_name(process_index: int, process_count: int) -> str:
-    """The results file a process appends to ("results.jsonl" if alone)."""
+def shard_name(process_index: int, process_count: int, name: str = RESULTS) -> str:
+    """The file a process appends to: `name` if alone, else ``<stem>.<process>.jsonl``.
+
+    `name` is ``RESULTS`` (records) or ``CURVES`` (training curves).
+    """
     if process_count == 1:
-        return RESULTS
-    return f"results.{process_index}.jsonl"
+        return name
+    return f"{name.removesuffix('.jsonl')}.{process_index}.jsonl"
+
+
+def _merged_shards(
+    workdir: str | Path, name: str, key: tuple[str, ...]
+) -> dict[tuple, dict[str, Any]]:
+    """The rows of `name` and its per-process shards, the first one per `key`."""
+    workdir = Path(workdir)
+    stem = name.removesuffix(".jsonl")
+    seen: dict[tuple, dict[str, Any]] = {}
+    for path in [workdir / name, *sorted(workdir.glob(f"{stem}.*.jsonl"))]:
+        for row in iter_records(path, require=key):
+            seen.setdefault(tuple(row[k] for k in key), row)
+    return seen
 
 
 def merge_shards(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
@@ -360,13 +375,6 @@ def append_format_rows(workdir: str | Path, rows: Iterable[Mapping[str, Any]]) -
     append_lines(Path(workdir) / FORMATS, rows)
 
 
-def curves_name(process_index: int, process_count: int) -> str:
-    """The curves file a process appends to ("curves.jsonl" if alone)."""
-    if process_count == 1:
-        return CURVES
-    return f"curves.{process_index}.jsonl"
-
-
 def append_curves(
     workdir: str | Path, name: str, rows: Iterable[Mapping[str, Any]]
 ) -> None:
@@ -376,13 +384,8 @@ def append_curves(
 
 def load_curves(workdir: str | Path) -> list[dict[str, Any]]:
     """Every training-curve row of a workdir (all shards), one per (hash, step)."""
-    workdir = Path(workdir)
-    paths = [workdir / CURVES, *sorted(workdir.glob("curves.*.jsonl"))]
-    seen: dict[tuple[str, int], dict[str, Any]] = {}
-    for path in paths:
-        for row in iter_records(path, require=("hash", "step")):
-            seen.setdefault((row["hash"], row["step"]), row)
-    return sorted(seen.values(), key=lambda r: (r["hash"], r["step"]))
+    rows = _merged_shards(workdir, CURVES, ("hash", "step"))
+    return [rows[k] for k in sorted(rows)]
 
 
 # -------------------------------------------------------------- checkpoints

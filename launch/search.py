@@ -15,7 +15,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import launch
-from experiments import quickstart
 from jnas import distributed, results, search
 from jnas import report as plots
 
@@ -43,6 +42,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
     if _SHOW.value:  # the config's file documents its keys; quickstart's, all
+        from experiments import quickstart
+
         source = config_flags.get_config_filename(flags.FLAGS["config"])
         source = source.split(":", 1)[0]  # "paper.py:half" names a variant
         print(search.config.describe(config, [source, quickstart.__file__]))

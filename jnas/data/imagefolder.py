@@ -199,21 +199,19 @@ def check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
 
 
 def _walk_archive(path: Path) -> Iterator[Entry]:
-    root: str | None = None  # decided by the first image: "" or a folder name
-    # "r:*" would seek; "r|*" streams, which is what a .tar.gz needs anyway.
+    # Only tarfile's reading raises these (this module's own errors are
+    # ValueErrors): a truncated or corrupt archive, reported with its path.
     try:
-        archive = tarfile.open(path, mode="r|*")
+        yield from _archive_entries(path)
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise _unreadable(path, e) from None
-    with archive:
-        members = iter(archive)
-        while True:
-            try:
-                member = next(members)
-            except StopIteration:
-                break
-            except (tarfile.TarError, EOFError, zlib.error) as e:
-                raise _unreadable(path, e) from None
+
+
+def _archive_entries(path: Path) -> Iterator[Entry]:
+    root: str | None = None  # decided by the first image: "" or a folder name
+    # "r:*" would seek; "r|*" streams, which is what a .tar.gz needs anyway.
+    with tarfile.open(path, mode="r|*") as archive:
+        for member in archive:
             parts = check_member(member)
             if member.isdir() or not _is_image(parts[-1]):
                 continue
@@ -238,10 +236,7 @@ def _walk_archive(path: Path) -> Iterator[Entry]:
                     f"archive member {member.name!r} is {member.size} bytes, larger "
                     f"than any image this loader expects ({_MAX_MEMBER_BYTES})"
                 )
-            try:
-                data = archive.extractfile(member).read()
-            except (tarfile.TarError, EOFError, zlib.error) as e:
-                raise _unreadable(path, e) from None
+            data = archive.extractfile(member).read()
             yield rest[0], rest[1], rest[2], f"{path}:{member.name}", data
 
 

@@ -66,10 +66,11 @@ def _plain_log_ticks(axis) -> None:
     axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
-def _new_figure() -> tuple[Figure, Any]:
-    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+def _new_figure(figsize=(6.4, 4.6), ncols: int = 1) -> tuple[Figure, Any]:
+    """A Figure on an Agg canvas and its axes (an array of `ncols` if > 1)."""
+    fig = Figure(figsize=figsize, layout="constrained")
     backend_agg.FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+    return fig, fig.subplots(1, ncols)
 
 
 def _save(fig: Figure, outdir: str | Path, name: str) -> list[Path]:
@@ -411,9 +412,7 @@ def learning_curves(
     space_of = {r.get("hash"): r.get("space") for r in records}
     spaces = sorted({str(space_of.get(h)) for h in by_hash})
     colours = {s: f"C{i % 10}" for i, s in enumerate(spaces)}
-    fig = Figure(figsize=(9.6, 4.2), layout="constrained")
-    backend_agg.FigureCanvasAgg(fig)
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    fig, (loss_ax, acc_ax) = _new_figure(figsize=(9.6, 4.2), ncols=2)
     for h, rows in by_hash.items():
         rows = sorted(rows, key=lambda r: r["step"])
         steps = [r["step"] for r in rows]

@@ -93,8 +93,3 @@ def latency_label(records: Sequence[Record]) -> str:
     if measured and predicted:
         return "latency [ms] (measured, else predicted)"
     return "measured latency [ms]" if measured else "predicted latency [ms]"
-
-
-def model_name(record: Record) -> str:
-    """ "space law #index" of a record."""
-    return f"{record.get('space')} {record.get('law')} #{record.get('index')}"

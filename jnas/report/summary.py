@@ -27,7 +27,6 @@ from jnas.report.records import (
     latencies,
     latency_label,
     memories,
-    model_name,
 )
 
 # The paper's CIFAR-10 accuracies at its memory budget: the established IoT
@@ -67,7 +66,7 @@ def _cell(records, i, acc, mem, lat, fmt) -> str:
     suffix = f" {custom}" if custom else ""
     latency = "" if np.isnan(lat[i]) else f", {lat[i]:.1f} ms"
     return (
-        f"{_fmt_acc(acc[i])} ({model_name(records[i])}{suffix}, "
+        f"{_fmt_acc(acc[i])} ({results.model_name(records[i])}{suffix}, "
         f"{mem[i] / KIB:.1f} KiB{latency})"
     )
 
@@ -213,7 +212,9 @@ def diverged_table(records: Sequence[Record]) -> list[str]:
     ]
     for r in rows:
         loss = (r.get("train") or {}).get("final_loss")
-        lines.append(f"| {model_name(r)} | {loss if loss is not None else '–'} |")
+        lines.append(
+            f"| {results.model_name(r)} | {loss if loss is not None else '–'} |"
+        )
     return lines
 
 

@@ -186,9 +186,9 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             )
     formats = [None, *grid(config.exponents, config.mantissas)]
     done = {(r["hash"], r["format"]) for r in results.format_rows(workdir)}
+    names = ["float32" if f is None else str(f) for f in formats]
     skipped = []
     for n, record in enumerate(records, 1):
-        names = ["float32" if f is None else str(f) for f in formats]
         if all((record["hash"], name) in done for name in names):
             continue  # swept by an earlier run: its checkpoint is not needed
         arch = arch_lib.from_dict(record["arch"])
@@ -196,12 +196,11 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             variables = results.load_checkpoint(workdir, record["hash"])
         except results.CheckpointError as e:
             # One bad checkpoint must not stop the sweep of the others.
-            label = f"{record.get('space')} {record.get('law')} #{record.get('index')}"
+            label = results.model_name(record)
             skipped.append(f"{label}: {e}")
             logging.warning("formats: skipped %s: %s", label, e)
             continue
-        for fmt in formats:
-            name = "float32" if fmt is None else str(fmt)
+        for fmt, name in zip(formats, names, strict=True):
             if (record["hash"], name) in done:
                 continue
             rounded = quantize_variables(variables, fmt)

@@ -217,7 +217,9 @@ class _CurveWriter:
     """
 
     def __init__(self, workdir, bucket, recipe, lr: float):
-        self.path_name = results.curves_name(jax.process_index(), jax.process_count())
+        self.path_name = results.shard_name(
+            jax.process_index(), jax.process_count(), results.CURVES
+        )
         self.workdir, self.lr, self.schedule = workdir, lr, recipe.schedule
         self.hashes = [a.hash for a in bucket.members]
 
@@ -249,8 +251,7 @@ def _report_bad_checkpoints(workdir: Path) -> list[str]:
     for record in results.load(workdir):
         problem = results.checkpoint_problem(workdir, record["hash"])
         if problem:
-            name = f"{record.get('space')} {record.get('law')} #{record.get('index')}"
-            problems.append(f"{name}: {problem}")
+            problems.append(f"{results.model_name(record)}: {problem}")
     if problems:
         logging.warning(
             "%d recorded candidate(s) have no readable checkpoint (their records "
