@@ -79,12 +79,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.statistic = "min_ms"  # or "median_ms", "mean_ms"
     cfg.fmt = "e8m23"  # float32 bytes
     cfg.tie = "none"  # kinds sharing parameters: "none", "compact", "single"
-    # Extra features fitted for every conv kind on top of roofline.DEFAULT_EXTRAS
-    # (see jnas/roofline.py): "vector" (SIMD instructions with output channels
-    # packed in channel_lanes lanes) and "unaligned" (patch elements packed one
-    # by one when C_in is not a multiple of pack_lanes). Chosen on random
-    # 96/204 splits of 600 networks measured here (docs/latency.md).
-    cfg.conv_extras = ("vector", "unaligned")
+    # Extra features always fitted for every conv kind on top of
+    # roofline.DEFAULT_EXTRAS (see jnas/latency/roofline.py), e.g. "vector",
+    # "unaligned". Empty: latency.fit_table chooses the extra terms ("vector" +
+    # "unaligned", "spill", "dispatch", ...) by 4-fold cross-validation inside
+    # the calibration networks (docs/latency.md, "One recipe for a new device").
+    cfg.conv_extras = ()
+    cfg.search = True  # False: fit conv_extras as given, no option search
     cfg.channel_lanes = 0  # SIMD lanes; 0: this host's (16 AVX-512, 8 AVX2, 4)
     cfg.pack_lanes = 0  # patch-packing lanes; 0: this host's (8 on x86, else 4)
     cfg.device = "local"
@@ -95,7 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             cfg.spaces = ("probenet_s:s2", "resnext:s3", "mobilenetv2:s6")
             cfg.n_calibration, cfg.n_evaluation = 8, 6
             cfg.tie = "single"  # 6 parameters: a handful of networks suffice
-            cfg.conv_extras = ()
+            cfg.search = False  # too few networks to cross-validate options
             cfg.repeats, cfg.rounds, cfg.warmup = 10, 2, 2
         elif variant in ("measure", "fit"):
             cfg.mode = variant

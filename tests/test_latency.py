@@ -408,3 +408,146 @@ def test_calibration_file_errors_name_the_file_and_line(tmp_path):
     missing.write_text(json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match=r"calibration.jsonl line 1: bad arch: "):
         latency.read_calibration(missing)
+
+
+def _tiny(nodes):
+    """An architecture from (name, op, inputs, attrs) tuples, 8x8x4 input."""
+    from jnas import arch as arch_lib
+
+    conv = {"bias": False, "groups": 1, "kernel": [1, 1], "out_channels": 4}
+    conv |= {"padding": [0, 0], "stride": [1, 1]}
+    spec = [{"name": "input", "op": "input", "inputs": [], "attrs": {}}]
+    for name, op, inputs in nodes:
+        attrs = conv if op == "conv" else {}
+        spec.append({"name": name, "op": op, "inputs": list(inputs), "attrs": attrs})
+    spec += [
+        {
+            "name": "head.flatten",
+            "op": "flatten",
+            "inputs": [nodes[-1][0]],
+            "attrs": {},
+        },
+        {
+            "name": "head.fc",
+            "op": "linear",
+            "inputs": ["head.flatten"],
+            "attrs": {"bias": True, "out_features": 10},
+        },
+    ]
+    return arch_lib.from_dict(
+        {"version": 1, "input_shape": [8, 8, 4], "num_classes": 10, "nodes": spec}
+    )
+
+
+def test_network_features_count_containers_and_identity_shortcuts():
+    net = _tiny(
+        [
+            ("stem.conv", "conv", ["input"]),
+            ("s0.b0.conv", "conv", ["stem.conv"]),
+            ("s0.b0.add", "add", ["s0.b0.conv", "stem.conv"]),  # identity
+            ("s0.b1.conv", "conv", ["s0.b0.add"]),
+            ("s0.b1.short.conv", "conv", ["s0.b0.add"]),
+            ("s0.b1.add", "add", ["s0.b1.conv", "s0.b1.short.conv"]),  # projection
+        ]
+    )
+    # Containers: stem, s0, s0.b0, s0.b1, s0.b1.short, head.
+    containers, shortcuts = roofline.network_features(net)
+    assert (containers, shortcuts) == (6, 1)
+    assert roofline.NETWORK_EXTRAS == ("containers", "shortcuts")
+
+
+def test_fit_recovers_a_per_network_dispatch_cost(archs, tmp_path):
+    truth = dataclasses.replace(_oracle(), network_extras={"containers": 0.05})
+    y = truth.predict_many(archs)
+    z = np.array([roofline.network_features(a)[0] for a in archs])
+    assert np.ptp(z) > 5  # the term varies across the networks
+    fitted = latency.fit(
+        archs,
+        y,
+        tie="compact",
+        extras=ORACLE_EXTRAS,
+        network_extras=("containers",),
+        noise_floor=0.01,
+        device=PI,
+    )
+    assert fitted.network_extras["containers"] == pytest.approx(0.05, rel=0.1)
+    np.testing.assert_allclose(fitted.predict_many(archs), y, rtol=0.02)
+    fitted.save(tmp_path / "p.json")
+    again = latency.load(tmp_path / "p.json")
+    assert again.network_extras == fitted.network_extras
+    np.testing.assert_array_equal(again.predict_many(archs), fitted.predict_many(archs))
+    with pytest.raises(ValueError, match="network_extras"):
+        latency.fit(archs, y, device=PI, network_extras=("modules",))
+    data = json.loads((tmp_path / "p.json").read_text())
+    data["network_extras"] = {"modules": 1.0}
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="network_extras.modules unknown"):
+        latency.load(tmp_path / "bad.json")
+
+
+def _entries(archs, y, spread=0.0):
+    return [
+        latency.Entry(a, float(t), spread * float(t), dict(a.meta))
+        for a, t in zip(archs, y, strict=True)
+    ]
+
+
+def test_fit_table_takes_a_term_only_when_held_out_rows_need_it(archs):
+    base = latency.Options(extras=ORACLE_EXTRAS, tie="compact", noise_floor=0.01)
+    moves = ["dispatch", "prior"]
+    # Data with a dispatch cost per container: cross-validation picks the term.
+    with_dispatch = dataclasses.replace(_oracle(), network_extras={"containers": 0.3})
+    y = with_dispatch.predict_many(archs)
+    chosen = latency.fit_table(_entries(archs, y), device=PI, base=base, moves=moves)
+    assert "dispatch" in chosen.options.moves
+    assert chosen.predictor.network_extras["containers"] == pytest.approx(0.3, rel=0.1)
+    assert chosen.cv["within_10"] == 100.0
+    assert latency.check_physical(chosen.predictor) == []
+    # The same networks without it: no move beats the base by min_gain.
+    y0 = _oracle().predict_many(archs)
+    plain = latency.fit_table(_entries(archs, y0), device=PI, base=base, moves=moves)
+    assert plain.options.moves == ()
+    assert plain.trials[0][0] == "base" and len(plain.trials) == 3
+    assert "cross-validated" in plain.report()
+
+
+def test_out_of_fold_never_predicts_a_network_from_its_own_repeat(archs):
+    # Every architecture twice: a fit that saw the repeat would predict the
+    # odd latencies exactly; out of fold it cannot.
+    y = _oracle().predict_many(archs)
+    noisy = y * np.where(np.arange(len(y)) % 2, 1.3, 1.0)
+    entries = _entries(archs, noisy) + _entries(archs, noisy)
+    base = latency.Options(extras=ORACLE_EXTRAS, tie="compact")
+    pred = latency.recipe.out_of_fold(entries, base, PI, folds=3)
+    first, second = pred[: len(archs)], pred[len(archs) :]
+    np.testing.assert_allclose(first, second, rtol=1e-9)  # same fold, same fit
+
+
+def test_derived_device_bounds_every_network_rate(archs):
+    y = _oracle().predict_many(archs)
+    device = latency.derive_device(archs, y)
+    probe = roofline.Device("probe", 1.0, 1.0)
+    for a, t in zip(archs, y, strict=True):
+        f = roofline.device_features(a, "e8m23", probe)
+        assert f.flops.sum() / (t / 1e3) <= device.peak_flops / 8 * (1 + 1e-12)
+        assert f.bytes.sum() / (t / 1e3) <= device.peak_bandwidth / 8 * (1 + 1e-12)
+    fitted = latency.fit_table(
+        _entries(archs, y),
+        base=latency.Options(extras=ORACLE_EXTRAS, tie="compact"),
+        search=False,
+    )
+    assert fitted.predictor.device.name.startswith("derived from 72 measurements")
+    assert latency.check_physical(fitted.predictor) == []
+    assert fitted.cv["within_10"] > 90
+
+
+def test_fit_table_rejects_bad_input(archs):
+    with pytest.raises(ValueError, match="needs measured networks"):
+        latency.fit_table([])
+    with pytest.raises(ValueError, match=r"entries\[0\] is a Arch"):
+        latency.fit_table(archs)
+    entries = _entries(archs, _oracle().predict_many(archs))
+    with pytest.raises(ValueError, match="moves \\['warp'\\]"):
+        latency.fit_table(entries, device=PI, moves=["warp"])
+    with pytest.raises(ValueError, match="folds=1"):
+        latency.fit_table(entries, device=PI, folds=1)

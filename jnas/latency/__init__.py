@@ -5,7 +5,9 @@ Modules: `measurement` (timing networks on this device), `tables` (the
 release's tables and calibration files), `roofline` (the predictor and its
 features), `fitting` (fitting it to measurements), `raspi3b` (the Raspberry
 Pi 3B+ recipe and shipped predictor), `metrics` (held-out accuracy),
-`calibration` (the measure-then-fit workflow of `launch/calibrate.py`).
+`recipe` (``fit_table``: one recipe for any device's measurements, options
+chosen by cross-validation), `calibration` (the measure-then-fit workflow of
+`launch/calibrate.py`).
 Design and figures: docs/latency.md.
 """
 
@@ -28,6 +30,7 @@ from jnas.latency.raspi3b import (
     raspi3b_predictor,
     tick_spreads,
 )
+from jnas.latency.recipe import Options, TableFit, derive_device, fit_table
 from jnas.latency.roofline import Device, Predictor, load
 from jnas.latency.tables import (
     STATISTICS,
@@ -46,13 +49,17 @@ __all__ = [
     "Device",
     "Entry",
     "Measurement",
+    "Options",
     "Predictor",
+    "TableFit",
     "calibration_record",
     "check_physical",
     "compile_forward",
+    "derive_device",
     "evaluate",
     "fit",
     "fit_pi_table",
+    "fit_table",
     "format_metrics",
     "host_description",
     "load",

@@ -28,7 +28,7 @@ import numpy as np
 
 from jnas import arch as arch_lib
 from jnas import results, spaces
-from jnas.latency import fitting, measurement, roofline, tables
+from jnas.latency import measurement, recipe, roofline, tables
 from jnas.latency import metrics as metrics_lib
 
 MODES = ("all", "measure", "fit")
@@ -263,20 +263,36 @@ def fit_and_evaluate(
             workdir / EVALUATION, statistic=config.statistic
         )
     t0 = time.perf_counter()
-    predictor = fitting.fit(
-        [e.arch for e in calib],
-        [e.latency_ms for e in calib],
-        spreads_ms=None,
-        device=_device(config),
-        fmt=config.fmt,
-        tie=config.tie,
-        extras=fit_extras(list(config.get("conv_extras", ()))),
+    base = recipe.Options(
+        extras=fit_extras(list(config.get("conv_extras", ()))), tie=config.tie
     )
+    device = _device(config)
+    if config.get("search", True):
+        log_fn(
+            "choosing the fit options by cross-validation inside the calibration set:"
+        )
+        result = recipe.fit_table(
+            calib,
+            device=device,
+            fmt=config.fmt,
+            base=base,
+            weight_spreads=False,
+            log_fn=log_fn,
+        )
+        predictor, cv, options = result.predictor, dict(result.cv), result.options
+        log_fn(result.report())
+    else:  # too few networks to cross-validate: fit the given options
+        predictor = recipe.fit_options(
+            calib, device, base, fmt=config.fmt, weight_spreads=False
+        )
+        cv, options = None, base
     log_fn(f"fitted on {len(calib)} networks in {time.perf_counter() - t0:.1f} s")
     log_fn(predictor.report())
     predictor.save(workdir / "predictor.json")
     metrics = {
         "calibration": _metrics(predictor, calib),
+        "cross_validated": cv,
+        "options": options.to_dict(),
         "statistic": config.statistic,
         "table": predictor.to_dict()["kinds"],
     }

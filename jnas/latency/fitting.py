@@ -84,12 +84,17 @@ class _Design:
 
     Kinds are mapped to G parameter groups (``tie``; by default one per kind).
     Parameters, in order: a_g = ms per FLOP (G), b_g = ms per byte (G), c_g = ms
-    per call (G), e_gj = ms per unit of extra j (G * NX), c_0 (1). Only the
+    per call (G), e_gj = ms per unit of extra j (G * NX), c_0 (1), d_m = ms per
+    unit of network extra m (one per column of ``network``). Only the
     ``active`` ones are fitted; the others stay at their lower bound.
     """
 
     def __init__(
-        self, feats: list[roofline.Features], group_of_kind: np.ndarray, use: np.ndarray
+        self,
+        feats: list[roofline.Features],
+        group_of_kind: np.ndarray,
+        use: np.ndarray,
+        network: np.ndarray,
     ):
         self.n, g = len(feats), use.shape[0]
         self.g = g
@@ -108,7 +113,7 @@ class _Design:
         ext = np.stack([sums(x[:, j]) for j in range(_NX)], axis=2)
         # Columns whose value does not depend on which roof binds.
         self.static = np.concatenate(
-            [count, ext.reshape(self.n, -1), np.ones((self.n, 1))], axis=1
+            [count, ext.reshape(self.n, -1), np.ones((self.n, 1)), network], axis=1
         )
         self.present = count.sum(0) > 0
         self.add_flops, self.add_bytes = sums(self.flops), sums(self.bytes)
@@ -169,6 +174,7 @@ def fit(
     device: roofline.Device | None = None,
     fmt: str = "e8m23",
     extras: Mapping[str, Sequence[str]] | None = None,
+    network_extras: Sequence[str] = (),
     tie: str | Mapping[str, str] = "none",
     loss_scale: float = 0.05,
     noise_floor: float = 0.05,
@@ -188,6 +194,8 @@ def fit(
         target's numbers (docs/latency.md, "Fitting a new device's table").
       fmt: deployment number format of the bytes term.
       extras: {kind: extra feature names} to fit (default ``DEFAULT_EXTRAS``).
+      network_extras: per-network counts to fit a cost for
+        (``roofline.NETWORK_EXTRAS``: framework module calls with no IR node).
       tie: kinds sharing parameters: "none" (one set per kind), a preset of
         ``roofline.TIES`` ("compact", "single") for few measurements, or a
         {kind: group name} mapping.
@@ -226,6 +234,12 @@ def fit(
                 f"extras[{k!r}] = {names!r}: kinds are "
                 f"{roofline.KINDS}, extras {roofline.EXTRAS}"
             )
+    network_extras = tuple(dict.fromkeys(network_extras))
+    unknown = [m for m in network_extras if m not in roofline.NETWORK_EXTRAS]
+    if unknown:
+        raise ValueError(
+            f"network_extras {unknown}: known {', '.join(roofline.NETWORK_EXTRAS)}"
+        )
     tie_map = roofline.tie_map(tie)
     names = list(dict.fromkeys(tie_map[k] for k in roofline.KINDS))
     group_of_kind = np.array([names.index(tie_map[k]) for k in roofline.KINDS])
@@ -239,7 +253,11 @@ def fit(
         cache.setdefault(a.hash, roofline.device_features(a, fmt, device))
         for a in archs
     ]
-    design = _Design(feats, group_of_kind, use)
+    columns = [roofline.NETWORK_EXTRAS.index(m) for m in network_extras]
+    network = np.array(
+        [roofline.network_features(a)[columns] for a in archs], float
+    ).reshape(len(archs), len(columns))
+    design = _Design(feats, group_of_kind, use, network)
     n_par = int(design.active.sum())
     if n_par > len(y):
         raise ValueError(
@@ -297,8 +315,11 @@ def fit(
         "optimizer": f"least_squares soft_l1: {result.message}",
         "tie": {k: tie_map[k] for k in roofline.KINDS},
         "extras": {k: list(v) for k, v in extras.items()},
+        "network_extras": list(network_extras),
     }
-    return _predictor(theta, design, group_of_kind, use, device, fmt, info)
+    return _predictor(
+        theta, design, group_of_kind, use, device, fmt, info, network_extras
+    )
 
 
 def _refine(residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev):
@@ -372,10 +393,12 @@ def _nnls(x: np.ndarray, y: np.ndarray, sw: np.ndarray, lb: np.ndarray):
     return np.maximum(theta, lb * (1 + 1e-6) + 1e-12)
 
 
-def _predictor(theta, design, group_of_kind, use, device, fmt, info):
+def _predictor(theta, design, group_of_kind, use, device, fmt, info, network_extras):
     g = design.g
     a, b, c = theta[:g], theta[g : 2 * g], theta[2 * g : 3 * g]
-    e = theta[3 * g : -1].reshape(g, _NX)
+    e = theta[3 * g : 3 * g + g * _NX].reshape(g, _NX)
+    c0 = float(theta[3 * g + g * _NX])
+    d = {m: float(theta[3 * g + g * _NX + 1 + i]) for i, m in enumerate(network_extras)}
     kinds = {}
     for k, grp in zip(roofline.KINDS, group_of_kind, strict=True):
         entry = {
@@ -402,7 +425,7 @@ def _predictor(theta, design, group_of_kind, use, device, fmt, info):
             borrowed[k] = src
             kinds[k] = {key: kinds[src].get(key, 0.0) for key in kinds[k]}
     info = dict(info, fitted_kinds=sorted(fitted))
-    return roofline.Predictor(device, str(fmt), kinds, float(theta[-1]), borrowed, info)
+    return roofline.Predictor(device, str(fmt), kinds, c0, borrowed, info, d)
 
 
 def check_physical(predictor: roofline.Predictor) -> list[str]:
@@ -416,4 +439,9 @@ def check_physical(predictor: roofline.Predictor) -> list[str]:
         bad += [f"{k}.{key} < 0" for key, v in p.items() if not v >= 0]
     if not (math.isfinite(predictor.network_ms) and predictor.network_ms >= 0):
         bad.append(f"network_ms = {predictor.network_ms}")
+    bad += [
+        f"network_extras.{m} = {v}"
+        for m, v in predictor.network_extras.items()
+        if not (math.isfinite(v) and v >= 0)
+    ]
     return bad

@@ -19,7 +19,8 @@ def evaluate(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dic
     Returns:
       {"n", "rmspe" (root mean squared percentage error, %), "within_5",
       "within_10" (% of networks with |pred / meas - 1| <= 5%, 10%),
-      "median_ape" (%), "spearman" (rank correlation)}.
+      "median_ape", "p90_ape" (median and 90th percentile of the absolute
+      percentage error, %), "spearman" (rank correlation)}.
     """
     p = np.asarray(predicted_ms, dtype=float)
     m = np.asarray(measured_ms, dtype=float)
@@ -37,6 +38,7 @@ def evaluate(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dic
         "within_5": float(np.mean(np.abs(err) <= 0.05 + tol) * 100),
         "within_10": float(np.mean(np.abs(err) <= 0.10 + tol) * 100),
         "median_ape": float(np.median(np.abs(err)) * 100),
+        "p90_ape": float(np.percentile(np.abs(err), 90) * 100),
         "spearman": _spearman(p, m),
     }
 
@@ -56,5 +58,6 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return (
         f"n={metrics['n']:4d}  within10={metrics['within_10']:5.1f}%  "
         f"within5={metrics['within_5']:5.1f}%  median={metrics['median_ape']:5.2f}%"
-        f"  rmspe={metrics['rmspe']:6.2f}%  spearman={rho}"
+        + (f"  p90={metrics['p90_ape']:5.1f}%" if "p90_ape" in metrics else "")
+        + f"  rmspe={metrics['rmspe']:6.2f}%  spearman={rho}"
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from jnas.latency import fitting, roofline, tables
+from jnas.latency import recipe, roofline, tables
 
 # Options of the Pi fit, chosen by 4-fold cross-validation inside the 20%
 # training splits of seeds 0-2 (benchmarks/latency_pi.py), never on test rows:
@@ -69,13 +69,18 @@ def fit_pi_table(entries: Sequence[tables.Entry]) -> roofline.Predictor:
     """
     y = np.array([e.latency_ms for e in entries])
     spread = tick_spreads(y, [e.spread_ms for e in entries])
-    predictor = fitting.fit(
-        [e.arch for e in entries],
-        y,
-        spreads_ms=spread,
-        device=roofline.RASPBERRY_PI_3B_PLUS,
-        **PI_FIT_OPTIONS,
+    marked = [
+        dataclasses.replace(e, spread_ms=float(s))
+        for e, s in zip(entries, spread, strict=True)
+    ]
+    options = recipe.Options(
+        extras=PI_FIT_OPTIONS["extras"],
+        prior=PI_FIT_OPTIONS["prior"],
+        noise_floor=PI_FIT_OPTIONS["noise_floor"],
     )
+    # One use of the generic recipe, with the options fixed (no search, no
+    # cross-validation: this fit is the shipped asset's and must be fast).
+    predictor = recipe.fit_options(marked, roofline.RASPBERRY_PI_3B_PLUS, options)
     info = dict(predictor.info, recipe="jnas.latency.fit_pi_table")
     return dataclasses.replace(predictor, info=info)
 

@@ -3,14 +3,16 @@
 A network's latency is predicted as a sum over its IR nodes:
 
     node time    = max(F / P_k, B / BW_k) + c_k + sum_j e_kj * X_j
-    network time = sum over nodes + c_0
+    network time = sum over nodes + c_0 + sum_m d_m * Z_m
 
 for the node's kind k (``KINDS``, from ``cost.NodeCost.kind``): F its FLOPs
 (a multiply-accumulate is one FLOP, the release's convention), B the bytes it
 moves in the deployment format, P_k a throughput, BW_k a bandwidth, c_k a
 per-call overhead, and X_j optional extra features (``EXTRAS``: im2col, runs,
 groups, channels, inputs, vector, unaligned, spill) with non-negative costs
-e_kj. What each feature counts, and why, is in docs/latency.md.
+e_kj. Z_m are optional per-network counts (``NETWORK_EXTRAS``: module calls
+a framework makes that the IR has no node for) with costs d_m >= 0. What each
+feature counts, and why, is in docs/latency.md.
 
 This module holds no fitting code (``jnas.latency.fitting``) and imports JAX
 only through ``jnas.precision``, lazily.
@@ -55,6 +57,8 @@ EXTRAS = (
     "vector",
     "unaligned",
 )
+# Per-network counts (``network_features``): framework calls with no IR node.
+NETWORK_EXTRAS = ("containers", "shortcuts")
 # Extras fitted by default: GEMM-based convs pay for building the patch matrix
 # (per element and per contiguous piece), and frameworks that loop over groups
 # pay one call per group.
@@ -270,6 +274,30 @@ def features(
     )
 
 
+def network_features(arch: arch_lib.Arch) -> np.ndarray:
+    """Returns the ``NETWORK_EXTRAS`` counts of ``arch`` as a float array.
+
+    - ``containers``: distinct proper prefixes of the dotted node names
+      ("stage0", "stage0.block0", "stage0.block0.shortcut", ...). An eager
+      framework calls each such container module (``nn.Sequential``, a block's
+      ``forward``) once per inference, at a dispatch cost that no IR node pays.
+    - ``shortcuts``: inputs of ``add`` nodes taken straight from outside the
+      add's own block (an identity shortcut): in PyTorch code an empty
+      ``nn.Sequential`` call, in XLA nothing.
+    """
+    prefixes = set()
+    for node in arch.nodes:
+        parts = node.name.split(".")
+        prefixes.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    shortcuts = 0
+    for node in arch.nodes:
+        if node.op != "add":
+            continue
+        block = node.name.rsplit(".", 1)[0] + "." if "." in node.name else ""
+        shortcuts += sum(not i.startswith(block) for i in node.inputs)
+    return np.array([len(prefixes), shortcuts], float)
+
+
 def _row_blocks(rows: int, lanes: int) -> int:
     """SIMD instructions per multiply-accumulate step for ``rows`` output channels.
 
@@ -308,6 +336,8 @@ class Predictor:
       network_ms: c_0, the per-network overhead.
       borrowed: {kind: source kind} for kinds absent from the calibration data.
       info: provenance and fit diagnostics (JSON-ready).
+      network_extras: {name: d_m, ms per unit} for the fitted
+        ``NETWORK_EXTRAS`` (absent ones cost nothing).
     """
 
     device: Device
@@ -316,6 +346,7 @@ class Predictor:
     network_ms: float
     borrowed: Mapping[str, str] = dataclasses.field(default_factory=dict)
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    network_extras: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def vector(self) -> np.ndarray:
         """Returns (len(KINDS), 3 + len(EXTRAS)): 1/P, 1/BW, c, e per kind (ms)."""
@@ -342,7 +373,18 @@ class Predictor:
     def predict(self, arch: arch_lib.Arch) -> float:
         """Returns the predicted batch-1 latency of ``arch`` in ms."""
         times, _ = self.node_times(device_features(arch, self.fmt, self.device))
-        return float(times.sum() + self.network_ms)
+        return float(times.sum() + self.network_ms + self._network_extra(arch))
+
+    def _network_extra(self, arch: arch_lib.Arch) -> float:
+        if not self.network_extras:
+            return 0.0
+        z = network_features(arch)
+        return float(
+            sum(
+                z[NETWORK_EXTRAS.index(name)] * ms
+                for name, ms in self.network_extras.items()
+            )
+        )
 
     def predict_many(self, archs: Sequence[arch_lib.Arch]) -> np.ndarray:
         """Returns the predicted latencies (ms) of ``archs`` as an array."""
@@ -382,8 +424,12 @@ class Predictor:
                 f" {flag(p['bytes_per_s'], self.device.peak_bandwidth):>8s}"
                 f" {p['call_ms'] * 1e3:9.3g}  {extras}{note}"
             )
+        extra = "".join(
+            f", {name} {ms * 1e3:.3g} us each"
+            for name, ms in self.network_extras.items()
+        )
         lines.append(
-            f"per network: {self.network_ms:.4g} ms   (* = at the ceiling: "
+            f"per network: {self.network_ms:.4g} ms{extra}   (* = at the ceiling: "
             "never binding)"
         )
         return "\n".join(lines)
@@ -397,6 +443,7 @@ class Predictor:
             "fmt": self.fmt,
             "kinds": {k: dict(v) for k, v in self.kinds.items()},
             "network_ms": self.network_ms,
+            "network_extras": dict(self.network_extras),
             "borrowed": dict(self.borrowed),
             "info": dict(self.info),
         }
@@ -437,6 +484,18 @@ def from_dict(data: Mapping[str, Any]) -> Predictor:
             raise ValueError(
                 f"predictor: kind '{k}' needs positive flops_per_s and bytes_per_s"
             )
+    network_extras = dict(data.get("network_extras", {}))
+    for name, value in network_extras.items():
+        if name not in NETWORK_EXTRAS:
+            raise ValueError(
+                f"predictor: network_extras.{name} unknown; known: "
+                f"{', '.join(NETWORK_EXTRAS)}"
+            )
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"predictor: network_extras.{name} must be a finite number >= 0;"
+                f" got {value!r}"
+            )
     return Predictor(
         Device(**data["device"]),
         data["fmt"],
@@ -444,6 +503,7 @@ def from_dict(data: Mapping[str, Any]) -> Predictor:
         float(data["network_ms"]),
         dict(data.get("borrowed", {})),
         dict(data.get("info", {})),
+        {k: float(v) for k, v in network_extras.items()},
     )
 
 
