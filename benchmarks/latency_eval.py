@@ -64,6 +64,7 @@ class Table:
     kind: str  # "pi", "generic", "calibration"
     test: list | None = None  # fixed test rows (calibration workdirs)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # independent re-measurements
+    conv_times: dict | None = None  # calibration workdirs: convs timed alone
 
 
 def family(entry) -> str:
@@ -141,7 +142,15 @@ def fit(table: Table, train: list, seed: int) -> tuple:
         seed=seed,
         weight_spreads=table.kind != "calibration",  # as launch.calibrate
     )
-    return result.predictor, result.options, result.report()
+    predictor, report = result.predictor, result.report()
+    if table.conv_times:
+        chosen = calibration.choose_kernel_level(
+            train, result, table.device, table.conv_times, log_fn=lambda _: None
+        )
+        if chosen:
+            predictor = chosen[0]
+            report += "\nkernel level chosen (cross-validation)"
+    return predictor, result.options, report
 
 
 def metrics(pred, y, spread):
@@ -170,7 +179,8 @@ def run_one(table: Table, seed: int, share: float, cap: int) -> dict:
         "seed": seed,
         "train": len(train),
         "test": len(test),
-        "options": options.describe(),
+        "options": options.describe()
+        + (" [kernel level]" if "kernel level chosen" in report else ""),
         "cv_report": report,
         "physical": latency.check_physical(predictor),
         "held_out": metrics(pred, y, spread),
@@ -252,6 +262,7 @@ def load_tables(args) -> list[Table]:
                 "calibration",
                 test=evals,
                 pairs=pairs,
+                conv_times=calibration.read_conv_times(Path(path) / calibration.CONVS),
             )
         )
     return tables

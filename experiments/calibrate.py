@@ -71,6 +71,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.chunk = 24  # networks compiled and timed together
     cfg.pin_threads = True  # one XLA thread, pinned to one core
     cfg.cpu = -1  # core to pin to; -1: the lowest allowed
+    # One Eigen thread (--xla_cpu_multi_thread_eigen=false). False keeps XLA's
+    # thread pool on the pinned core: needed with jax 0.10.2 on Intel Xeon
+    # hosts, where single-threaded Eigen convs never finish compiling some
+    # 1x1 convs (docs/latency.md, "Measurement protocol").
+    cfg.single_threaded = True
     # Convolutions through Eigen, not YNNPACK (XLA's default in jax 0.10): YNNPACK
     # picks kernels by shape, and a 3->20 channel conv ran 4.5x slower than a
     # 3->40 one; Eigen's cost is a smooth function of the shape.
@@ -86,6 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # the calibration networks (docs/latency.md, "One recipe for a new device").
     cfg.conv_extras = ()
     cfg.search = True  # False: fit conv_extras as given, no option search
+    # Kernel level: time every conv of the calibration networks alone
+    # (convs.jsonl) and use the per-shape conv model (jnas/latency/kernels.py)
+    # where it beats the whole-network fit in the same cross-validation.
+    cfg.kernels = True
     cfg.channel_lanes = 0  # SIMD lanes; 0: this host's (16 AVX-512, 8 AVX2, 4)
     cfg.pack_lanes = 0  # patch-packing lanes; 0: this host's (8 on x86, else 4)
     cfg.device = "local"
@@ -97,6 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             cfg.n_calibration, cfg.n_evaluation = 8, 6
             cfg.tie = "single"  # 6 parameters: a handful of networks suffice
             cfg.search = False  # too few networks to cross-validate options
+            cfg.kernels = False
             cfg.repeats, cfg.rounds, cfg.warmup = 10, 2, 2
         elif variant in ("measure", "fit"):
             cfg.mode = variant

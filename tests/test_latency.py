@@ -551,3 +551,94 @@ def test_fit_table_rejects_bad_input(archs):
         latency.fit_table(entries, device=PI, moves=["warp"])
     with pytest.raises(ValueError, match="folds=1"):
         latency.fit_table(entries, device=PI, folds=1)
+
+
+def test_kernel_trees_as_json_predict_exactly_as_scikit_learn(archs):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from jnas.latency import kernels
+
+    keys = sorted({k for a in archs for k in kernels.conv_keys(a)})
+    x = kernels.tree_features(keys)
+    target = np.sin(x[:, 0]) + 0.3 * (x[:, 2] > 3) + 0.1 * x[:, 10]
+    gbr = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
+    gbr.fit(x, target)
+    trees = kernels.Trees.from_sklearn(gbr)
+    again = kernels.Trees.from_dict(json.loads(json.dumps(trees.to_dict())))
+    np.testing.assert_array_equal(again.predict(x), gbr.predict(x))
+    data = json.loads(json.dumps(trees.to_dict()))
+    data["left"][0] = [*data["left"][0][:-1], 10**6]
+    with pytest.raises(ValueError, match="tree 0 left out of range"):
+        kernels.Trees.from_dict(data)
+
+
+def _kernel_world(archs):
+    """Networks dominated by convs that cost 2x when their per-group output
+    channels fill 8-15 of 16 lanes: an irregularity no per-kind roofline term
+    (of the oracle's) expresses."""
+    from jnas.latency import kernels
+
+    truth = _oracle()
+
+    def conv_ms(key):
+        macs, patch, out, _ = kernels._sizes(key)
+        ragged = (key[1] // key[10]) % 16 >= 8
+        return (1e-6 * macs + 2e-6 * patch + 0.02) * (2.0 if ragged else 1.0)
+
+    def network_ms(a):
+        rest = sum(
+            t for _, kind, t, _ in truth.breakdown(a) if kind not in kernels.CONV_KINDS
+        )
+        return truth.network_ms + rest + sum(conv_ms(k) for k in kernels.conv_keys(a))
+
+    times = {k: conv_ms(k) for a in archs for k in kernels.conv_keys(a)}
+    return np.array([network_ms(a) for a in archs]), times
+
+
+def test_kernel_predictor_learns_shape_irregularities_and_round_trips(archs, tmp_path):
+    from jnas.latency import kernels
+
+    y, conv_times = _kernel_world(archs)
+    train = (np.arange(len(archs)) // len(SMALL)) % 3 != 0  # by index, every space
+    tr = [a for a, t in zip(archs, train, strict=True) if t]
+    te = [a for a, t in zip(archs, train, strict=True) if not t]
+    whole = latency.fit(tr, y[train], device=PI, extras=ORACLE_EXTRAS, tie="compact")
+    # Only the training networks' convs are timed alone.
+    seen = {k: conv_times[k] for a in tr for k in kernels.conv_keys(a)}
+    model = kernels.fit_kernel_predictor(tr, y[train], whole, seen)
+    err_kernel = np.abs(model.predict_many(te) / y[~train] - 1)
+    err_whole = np.abs(whole.predict_many(te) / y[~train] - 1)
+    assert np.median(err_kernel) < 0.5 * np.median(err_whole)
+    assert np.mean(err_kernel <= 0.05) > np.mean(err_whole <= 0.05)
+    model.save(tmp_path / "k.json")
+    loaded = latency.load(tmp_path / "k.json")
+    assert isinstance(loaded, latency.KernelPredictor)
+    np.testing.assert_array_equal(loaded.predict_many(te), model.predict_many(te))
+    data = json.loads((tmp_path / "k.json").read_text())
+    data["scale"] = -1
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="scale must be a number >= 0"):
+        latency.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not timed alone"):
+        kernels.fit_kernel_predictor(tr, y[train], whole, {})
+
+
+def test_calibration_chooses_the_kernel_level_only_when_it_cross_validates(archs):
+    y, conv_times = _kernel_world(archs)
+    entries = _entries(archs, y)
+    base = latency.Options(extras=ORACLE_EXTRAS, tie="compact")
+    result = latency.fit_table(entries, device=PI, base=base, search=False)
+    chosen = calibration.choose_kernel_level(
+        entries, result, PI, conv_times, log_fn=lambda _: None
+    )
+    assert chosen is not None and chosen[1] == "kernel"
+    # Where the roofline is the truth, the kernel level is not taken.
+    y0 = _oracle().predict_many(archs)
+    plain = latency.fit_table(_entries(archs, y0), device=PI, base=base, search=False)
+    convs = {k: 1.0 for k in conv_times}  # uninformative conv timings
+    assert (
+        calibration.choose_kernel_level(
+            _entries(archs, y0), plain, PI, convs, log_fn=lambda _: None
+        )
+        is None
+    )

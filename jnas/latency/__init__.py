@@ -12,6 +12,7 @@ Design and figures: docs/latency.md.
 """
 
 from jnas.latency.fitting import check_physical, fit
+from jnas.latency.kernels import KernelPredictor, load
 from jnas.latency.measurement import (
     PIN_FLAGS,
     Measurement,
@@ -31,7 +32,7 @@ from jnas.latency.raspi3b import (
     tick_spreads,
 )
 from jnas.latency.recipe import Options, TableFit, derive_device, fit_table
-from jnas.latency.roofline import Device, Predictor, load
+from jnas.latency.roofline import Device, Predictor
 from jnas.latency.tables import (
     STATISTICS,
     Entry,
@@ -48,6 +49,7 @@ __all__ = [
     "STATISTICS",
     "Device",
     "Entry",
+    "KernelPredictor",
     "Measurement",
     "Options",
     "Predictor",

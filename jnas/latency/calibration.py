@@ -33,6 +33,7 @@ from jnas.latency import metrics as metrics_lib
 
 MODES = ("all", "measure", "fit")
 CALIBRATION, EVALUATION = "calibration.jsonl", "evaluation.jsonl"
+CONVS = "convs.jsonl"  # the calibration networks' convs timed alone
 
 
 def local_device(cores: int = 1) -> roofline.Device:
@@ -194,7 +195,11 @@ def calibrate_and_fit(
     if config.mode != "fit":
         if config.pin_threads:
             cpu = None if config.cpu < 0 else config.cpu
-            pinned = measurement.pin_threads(cpu, config.xla_flags.split())
+            pinned = measurement.pin_threads(
+                cpu,
+                config.xla_flags.split(),
+                single_threaded=config.get("single_threaded", True),
+            )
             log_fn(f"pinned: {pinned}")
         pairs = parse_space_laws(config.spaces)
         calib = sample_candidates(pairs, config.n_calibration, seed=config.seed)
@@ -221,9 +226,61 @@ def calibrate_and_fit(
             host=host,
             log_fn=log_fn,
         )
+        if config.get("kernels", False) and config.conv_impl == "xla":
+            measure_convs_to_file(
+                tables.read_calibration(workdir / CALIBRATION),
+                workdir / CONVS,
+                warmup=config.warmup,
+                log_fn=log_fn,
+            )
     if config.mode == "measure":
         return {}
     return fit_and_evaluate(config, workdir, log_fn)
+
+
+def read_conv_times(path: Path) -> dict[tuple, float]:
+    """{conv key: ms alone} from a convs file (a torn last line is skipped)."""
+    times: dict[tuple, float] = {}
+    if not path.exists():
+        return times
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            key = tuple(rec["key"])
+            ms = float(rec["ms"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if i == len(lines) - 1:
+                continue  # interrupted write
+            raise ValueError(f"{path} line {i + 1}: not a conv timing") from None
+        if len(key) != 12 or not (math.isfinite(ms) and ms > 0):
+            raise ValueError(f"{path} line {i + 1}: bad key or time")
+        times[key] = ms
+    return times
+
+
+def measure_convs_to_file(
+    entries: Sequence[tables.Entry],
+    path: Path,
+    *,
+    warmup: int = 5,
+    chunk: int = 128,
+    log_fn: Callable[[str], None] = print,
+) -> None:
+    """Times alone every conv of ``entries`` not yet in ``path`` (resumable)."""
+    from jnas.latency import kernels
+
+    done = read_conv_times(path)
+    keys = sorted({k for e in entries for k in kernels.conv_keys(e.arch)} - set(done))
+    log_fn(f"{path.name}: {len(done)} convs timed, {len(keys)} to time alone")
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        t0 = time.perf_counter()
+        ms = measurement.measure_convs(part, warmup=warmup)
+        results.append_lines(
+            path, [{"key": list(k), "ms": t} for k, t in zip(part, ms, strict=True)]
+        )
+        log_fn(f"  {start + len(part)}/{len(keys)} in {time.perf_counter() - t0:.0f} s")
 
 
 def _device(config: Any) -> roofline.Device:
@@ -286,15 +343,27 @@ def fit_and_evaluate(
             calib, device, base, fmt=config.fmt, weight_spreads=False
         )
         cv, options = None, base
+    level = "whole-network"
+    conv_times = read_conv_times(workdir / CONVS)
+    if config.get("kernels", False) and cv is not None and conv_times:
+        predictor, level = choose_kernel_level(
+            calib, result, device, conv_times, log_fn
+        ) or (
+            predictor,
+            level,
+        )
     log_fn(f"fitted on {len(calib)} networks in {time.perf_counter() - t0:.1f} s")
-    log_fn(predictor.report())
+    log_fn(predictor.roofline.report() if level == "kernel" else predictor.report())
     predictor.save(workdir / "predictor.json")
     metrics = {
         "calibration": _metrics(predictor, calib),
         "cross_validated": cv,
         "options": options.to_dict(),
+        "level": level,
         "statistic": config.statistic,
-        "table": predictor.to_dict()["kinds"],
+        "table": (predictor.roofline if level == "kernel" else predictor).to_dict()[
+            "kinds"
+        ],
     }
     log_fn(
         f"calibration (in-sample): {metrics_lib.format_metrics(metrics['calibration'])}"
@@ -312,7 +381,43 @@ def fit_and_evaluate(
     return metrics
 
 
-def _metrics(predictor: roofline.Predictor, entries: list[tables.Entry]) -> dict:
+def choose_kernel_level(
+    calib: Sequence[tables.Entry],
+    result: recipe.TableFit,
+    device: roofline.Device,
+    conv_times: Mapping[tuple, float],
+    log_fn: Callable[[str], None] = print,
+) -> tuple[Any, str] | None:
+    """The kernel-level predictor where it beats the whole-network fit in the
+    same cross-validation folds, else None."""
+    from jnas.latency import kernels
+
+    keys = {k for e in calib for k in kernels.conv_keys(e.arch)}
+    if not keys <= set(conv_times):
+        log_fn(f"kernel level: {len(keys - set(conv_times))} convs not timed; skipped")
+        return None
+    y = np.array([e.latency_ms for e in calib])
+    whole = recipe.out_of_fold(calib, result.options, device, weight_spreads=False)
+    kernel = kernels.out_of_fold(calib, result.options, device, conv_times)
+    s_whole, s_kernel = recipe.score(whole, y), recipe.score(kernel, y)
+    line = metrics_lib.format_metrics(metrics_lib.evaluate(kernel, y))
+    log_fn(
+        f"kernel level, cross-validated: {line} (score {s_kernel:.2f} against "
+        f"{s_whole:.2f} whole-network)"
+    )
+    if s_kernel < s_whole + 0.5:
+        return None
+    model = kernels.fit_kernel_predictor(
+        [e.arch for e in calib],
+        y,
+        result.predictor,
+        conv_times,
+        fit_kwargs=result.options.fit_kwargs(),
+    )
+    return model, "kernel"
+
+
+def _metrics(predictor: Any, entries: list[tables.Entry]) -> dict:
     pred = predictor.predict_many([e.arch for e in entries])
     out = metrics_lib.evaluate(pred, [e.latency_ms for e in entries])
     return {

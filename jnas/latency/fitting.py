@@ -175,6 +175,8 @@ def fit(
     fmt: str = "e8m23",
     extras: Mapping[str, Sequence[str]] | None = None,
     network_extras: Sequence[str] = (),
+    offsets_ms: Sequence[float] | None = None,
+    skip_kinds: Sequence[str] = (),
     tie: str | Mapping[str, str] = "none",
     loss_scale: float = 0.05,
     noise_floor: float = 0.05,
@@ -196,6 +198,11 @@ def fit(
       extras: {kind: extra feature names} to fit (default ``DEFAULT_EXTRAS``).
       network_extras: per-network counts to fit a cost for
         (``roofline.NETWORK_EXTRAS``: framework module calls with no IR node).
+      offsets_ms: known per-network times added to the model's (e.g. the
+        convs' times from a kernel-level model, ``kernels``); the model fits
+        the rest.
+      skip_kinds: node kinds left out of the model (their time is in the
+        offsets); their parameters in the result are borrowed, not fitted.
       tie: kinds sharing parameters: "none" (one set per kind), a preset of
         ``roofline.TIES`` ("compact", "single") for few measurements, or a
         {kind: group name} mapping.
@@ -253,6 +260,17 @@ def fit(
         cache.setdefault(a.hash, roofline.device_features(a, fmt, device))
         for a in archs
     ]
+    for k in skip_kinds:
+        if k not in roofline.KINDS:
+            raise ValueError(f"skip_kinds: {k!r} is not one of {roofline.KINDS}")
+    if skip_kinds:
+        skip = [roofline.KINDS.index(k) for k in skip_kinds]
+        feats = [_drop_kinds(f, skip) for f in feats]
+    offset = np.zeros_like(y) if offsets_ms is None else np.asarray(offsets_ms, float)
+    if offset.shape != y.shape or not np.all(np.isfinite(offset) & (offset >= 0)):
+        raise ValueError(
+            f"offsets_ms: need {y.size} finite values >= 0; got shape {offset.shape}"
+        )
     columns = [roofline.NETWORK_EXTRAS.index(m) for m in network_extras]
     network = np.array(
         [roofline.network_features(a)[columns] for a in archs], float
@@ -279,13 +297,15 @@ def fit(
 
     def residual(x):
         theta[act] = x
-        data = sw * np.log(np.maximum(design.predict(theta, power[0]), 1e-12) / y)
+        data = sw * np.log(
+            np.maximum(design.predict(theta, power[0]) + offset, 1e-12) / y
+        )
         u, v = theta[pairs[:, 0]], theta[pairs[:, 1]]
         return np.concatenate([data, root * (u - v) / (u + v + eps)])
 
     def jacobian(x):
         theta[act] = x
-        pred = np.maximum(design.predict(theta, power[0]), 1e-12)
+        pred = np.maximum(design.predict(theta, power[0]) + offset, 1e-12)
         jp = np.zeros((len(pairs), theta.size))
         u, v = theta[pairs[:, 0]], theta[pairs[:, 1]]
         den = (u + v + eps) ** 2
@@ -300,10 +320,19 @@ def fit(
     # multi-threaded BLAS only adds fork/join, 10x slower on a loaded 2-core host.
     with _single_threaded_blas():
         result = _refine(
-            residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev
+            residual,
+            jacobian,
+            design,
+            np.maximum(y - offset, 0.05 * y),
+            sw,
+            lb,
+            act,
+            power,
+            loss_scale,
+            max_nfev,
         )
     theta[act] = np.maximum(result.x, lb[act])
-    pred = design.predict(theta)
+    pred = design.predict(theta) + offset
     info = {
         "networks": len(y),
         "parameters": n_par,
@@ -320,6 +349,11 @@ def fit(
     return _predictor(
         theta, design, group_of_kind, use, device, fmt, info, network_extras
     )
+
+
+def _drop_kinds(f: roofline.Features, kinds: Sequence[int]) -> roofline.Features:
+    keep = ~np.isin(f.kind, kinds)
+    return roofline.Features(f.kind[keep], f.flops[keep], f.bytes[keep], f.extras[keep])
 
 
 def _refine(residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev):

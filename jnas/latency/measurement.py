@@ -83,7 +83,12 @@ class Measurement:
         return dataclasses.asdict(self) | {"samples_ms": list(self.samples_ms)}
 
 
-def pin_threads(cpu: int | None = None, extra_flags: Sequence[str] = ()) -> dict:
+def pin_threads(
+    cpu: int | None = None,
+    extra_flags: Sequence[str] = (),
+    *,
+    single_threaded: bool = True,
+) -> dict:
     """Makes XLA run single-threaded on one CPU core (call before using JAX).
 
     Args:
@@ -91,6 +96,10 @@ def pin_threads(cpu: int | None = None, extra_flags: Sequence[str] = ()) -> dict
       extra_flags: more XLA flags for the measured program (recorded in the host
         description), e.g. ``--xla_cpu_experimental_ynn_fusion_type=`` to run
         convolutions with Eigen instead of YNNPACK.
+      single_threaded: add ``PIN_FLAGS`` (one Eigen thread). False keeps XLA's
+        thread pool, all of it on the pinned core: with jax 0.10.2 on an Intel
+        Xeon host, single-threaded Eigen plus Eigen convolutions never finished
+        compiling some 1x1 convs (17 -> 12 channels on 4x4 grew past 20 GB).
 
     Returns:
       {"xla_flags", "affinity"} as now in effect.
@@ -104,7 +113,8 @@ def pin_threads(cpu: int | None = None, extra_flags: Sequence[str] = ()) -> dict
             "backend (before the first jax computation)"
         )
     flags = os.environ.get("XLA_FLAGS", "").split()
-    flags += [f for f in (*PIN_FLAGS, *extra_flags) if f not in flags]
+    pin = PIN_FLAGS if single_threaded else ()
+    flags += [f for f in (*pin, *extra_flags) if f not in flags]
     os.environ["XLA_FLAGS"] = " ".join(flags)
     if hasattr(os, "sched_setaffinity"):
         allowed = os.sched_getaffinity(0)
@@ -320,3 +330,50 @@ def measure_many(
         Measurement.from_samples(s, warmup=warmup, batch=batch, compile_s=c[1])
         for s, c in zip(samples, compiled, strict=True)
     ]
+
+
+def measure_convs(
+    keys: Sequence[tuple], *, warmup: int = 5, repeats: int = 30, rounds: int = 3
+) -> list[float]:
+    """Times each convolution alone; returns the minimum per conv (ms).
+
+    ``keys`` are ``kernels.conv_key`` tuples. Each conv is one jitted
+    ``lax.conv_general_dilated`` (NHWC, HWIO, plus the bias where the key has
+    one), as ``jnas.nn`` lowers it with ``conv_impl="xla"``, batch 1, random
+    data; rounds are interleaved over all convs as in ``measure_many``.
+    """
+    import jax
+
+    calls = []
+    rng = np.random.default_rng(0)
+    for key in keys:
+        c_in, c_out, kh, kw, h, w, ph, pw, sh, sw, groups, bias = key
+        x = jax.device_put(rng.standard_normal((1, h, w, c_in), np.float32))
+        k = jax.device_put(
+            rng.standard_normal((kh, kw, c_in // groups, c_out), np.float32)
+        )
+        b = jax.device_put(np.zeros(c_out, np.float32))
+
+        def conv(
+            x, k, b, stride=(sh, sw), pad=((ph, ph), (pw, pw)), g=groups, bias=bias
+        ):
+            y = jax.lax.conv_general_dilated(
+                x,
+                k,
+                stride,
+                pad,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=g,
+            )
+            return y + b if bias else y
+
+        compiled = jax.jit(conv).lower(x, k, b).compile()
+        calls.append(lambda c=compiled, a=(x, k, b): c(*a).block_until_ready())
+    per_round = math.ceil(repeats / rounds)
+    best = [math.inf] * len(keys)
+    order = np.random.default_rng(1)
+    for _ in range(rounds):
+        for i in order.permutation(len(keys)):
+            _timed(calls[i], warmup)
+            best[i] = min(best[i], *_timed(calls[i], per_round))
+    return best

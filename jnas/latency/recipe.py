@@ -238,6 +238,15 @@ def _check_entries(entries) -> None:
             )
 
 
+def fold_of(entries: Sequence[tables.Entry], folds: int, seed: int) -> np.ndarray:
+    """Each entry's fold: a seeded permutation of the distinct architectures,
+    so repeats of one architecture share a fold."""
+    keys = sorted({e.arch.hash for e in entries})
+    order = np.random.default_rng(seed).permutation(len(keys))
+    fold_of_key = {keys[i]: n % folds for n, i in enumerate(order)}
+    return np.array([fold_of_key[e.arch.hash] for e in entries])
+
+
 def out_of_fold(
     entries: Sequence[tables.Entry],
     options: Options,
@@ -253,10 +262,7 @@ def out_of_fold(
     Folds are a seeded permutation; repeated architectures stay in one fold, so
     a network is never predicted from its own repeat.
     """
-    keys = sorted({e.arch.hash for e in entries})
-    order = np.random.default_rng(seed).permutation(len(keys))
-    fold_of_key = {keys[i]: n % folds for n, i in enumerate(order)}
-    fold = np.array([fold_of_key[e.arch.hash] for e in entries])
+    fold = fold_of(entries, folds, seed)
     pred = np.empty(len(entries))
     dev = options.device(device)
     for k in range(folds):
@@ -288,6 +294,11 @@ def _fit(entries, device, options, fmt, weight_spreads) -> roofline.Predictor:
         fmt=fmt,
         **options.fit_kwargs(),
     )
+
+
+def score(pred: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """The selection score: share within 10% + 0.2 x share within 5% (points)."""
+    return _score(pred, y, np.ones(len(y), bool) if rows is None else rows)
 
 
 def _score(pred: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
