@@ -5,14 +5,16 @@ Runbook (from the repository root):
     python -m launch.calibrate --config=experiments/calibrate.py --workdir=/tmp/calib
 
 measures 96 calibration and 204 held-out networks (12 space:law pairs, small
-laws: up to ~70 MFLOPs, so compiling dominates) on one pinned core, fits on
-the 96 and prints the held-out accuracy. Measured on the 2-core AMD EPYC dev VM
-(AVX-512, load average ~1): ~5 minutes; held-out within +-10% 90-97% over
-seeds 1-3, median error 2.6-3.1%, Spearman 0.997-0.999 (the issue's target of
-95% is reached on one seed of three: docs/results.md ("Latency") says
-what limits it). The calibration and evaluation networks are measured
-interleaved, chunk by chunk; a killed run resumes where it stopped (measured
-arch hashes are skipped).
+laws: up to ~70 MFLOPs, so compiling dominates) on one pinned core, times the
+calibration networks' convs alone (``kernels``), fits on the 96 with
+``latency.fit_table`` (extra terms, and whole-network or kernel level, chosen
+by cross-validation inside the 96) and prints the held-out accuracy. ~5
+minutes. Held-out within +-10%: 90-97% over seeds 1-3 on the 2-core AMD EPYC
+dev VM (2026-11-25, one Eigen thread); 88.7-89.7% over seeds 4-6 on the Intel
+Xeon dev VM (2026-12-01, ``single_threaded=False``, see that key); the target of
+95% is not reached: docs/results.md ("Latency") says what limits it. The
+calibration and evaluation networks are measured interleaved, chunk by chunk;
+a killed run resumes where it stopped (measured arch hashes are skipped).
 
 Variants, as ``experiments/calibrate.py:VARIANT[,VARIANT]``:
 - ``small``: 8 + 6 networks, one shared parameter set, 10 repeats (the
@@ -71,11 +73,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     cfg.chunk = 24  # networks compiled and timed together
     cfg.pin_threads = True  # one XLA thread, pinned to one core
     cfg.cpu = -1  # core to pin to; -1: the lowest allowed
-    # One Eigen thread (--xla_cpu_multi_thread_eigen=false). False keeps XLA's
-    # thread pool on the pinned core: needed with jax 0.10.2 on Intel Xeon
-    # hosts, where single-threaded Eigen convs never finish compiling some
-    # 1x1 convs (docs/latency.md, "Measurement protocol").
-    cfg.single_threaded = True
+    # One Eigen thread (--xla_cpu_multi_thread_eigen=false) when True. Off by
+    # default: with jax 0.10.2 on Intel Xeon hosts, single-threaded Eigen convs
+    # never finish compiling some 1x1 convs (past 20 GB; docs/latency.md,
+    # "Measurement protocol"). False keeps XLA's pool, all on the pinned core.
+    cfg.single_threaded = False
     # Convolutions through Eigen, not YNNPACK (XLA's default in jax 0.10): YNNPACK
     # picks kernels by shape, and a 3->20 channel conv ran 4.5x slower than a
     # 3->40 one; Eigen's cost is a smooth function of the shape.

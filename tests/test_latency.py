@@ -5,6 +5,7 @@ small measurement + calibration run on this machine."""
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -642,3 +643,20 @@ def test_calibration_chooses_the_kernel_level_only_when_it_cross_validates(archs
         )
         is None
     )
+
+
+def test_pin_threads_can_keep_the_thread_pool(monkeypatch):
+    from jnas.latency import measurement
+
+    monkeypatch.setattr(measurement, "_backend_initialised", lambda: False)
+    affinity = os.sched_getaffinity(0)
+    try:
+        for single, expect in ((True, True), (False, False)):
+            monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/dev/null")
+            out = measurement.pin_threads(None, ["--x=1"], single_threaded=single)
+            flags = out["xla_flags"].split()
+            assert ("--xla_cpu_multi_thread_eigen=false" in flags) is expect
+            assert flags[0] == "--xla_dump_to=/dev/null" and "--x=1" in flags
+            assert len(os.sched_getaffinity(0)) == 1
+    finally:
+        os.sched_setaffinity(0, affinity)
