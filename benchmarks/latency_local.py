@@ -4,8 +4,10 @@ networks measured on this machine and evaluate it on >= 200 others.
 Run:  .venv/bin/python benchmarks/latency_local.py [--workdir DIR] [--variant small]
       [--fresh] [--seed N]
 Expected (numbers in docs/results.md): ~5 minutes on the 2-core dev VM (mostly
-XLA compilation); held-out within +-10% 90-97% (seeds 1-3), median error
-~3%. The workdir is resumable: a second run re-fits from the measured files in
+XLA compilation); held-out within +-10% 90-97% (seeds 1-3, AMD VM, one Eigen
+thread, 2026-11-25), 88.7-89.7% (seeds 4-6, Intel VM, XLA's pool on one core,
+2026-12-01), median error ~3%. For the whole evaluation (all tables, per
+family, leave-one-family-out, noise bounds) use benchmarks/latency_eval.py. The workdir is resumable: a second run re-fits from the measured files in
 seconds (``--fresh`` re-measures). ``--variant ynn`` keeps XLA's YNNPACK
 convolutions (~47%), ``--variant im2col`` measures jnas's im2col lowering (~68%).
 """

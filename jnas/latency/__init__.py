@@ -6,8 +6,9 @@ release's tables and calibration files), `roofline` (the predictor and its
 features), `fitting` (fitting it to measurements), `raspi3b` (the Raspberry
 Pi 3B+ recipe and shipped predictor), `metrics` (held-out accuracy),
 `recipe` (``fit_table``: one recipe for any device's measurements, options
-chosen by cross-validation), `calibration` (the measure-then-fit workflow of
-`launch/calibrate.py`).
+chosen by cross-validation), `kernels` (kernel-level calibration: convs timed
+alone, a per-shape conv model, `KernelPredictor`), `calibration` (the
+measure-then-fit workflow of `launch/calibrate.py`).
 Design and figures: docs/latency.md.
 """
 
