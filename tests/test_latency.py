@@ -510,6 +510,7 @@ def test_fit_table_takes_a_term_only_when_held_out_rows_need_it(archs):
     assert plain.options.moves == ()
     assert plain.trials[0][0] == "base" and len(plain.trials) == 3
     assert "cross-validated" in plain.report()
+    assert "trials" in plain.report() and "trials" not in plain.report(trials=False)
 
 
 def test_out_of_fold_never_predicts_a_network_from_its_own_repeat(archs):

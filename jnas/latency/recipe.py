@@ -213,8 +213,8 @@ class TableFit:
     cv_clean: Mapping[str, float] | None
     trials: tuple[tuple[str, float], ...]
 
-    def report(self) -> str:
-        """The choice, its cross-validated error and the trials, as text."""
+    def report(self, trials: bool = True) -> str:
+        """The choice, its cross-validated error and (optionally) the trials."""
         lines = [f"chosen: {self.options.describe()}"]
         lines.append(
             f"cross-validated, all rows: {metrics_lib.format_metrics(self.cv)}"
@@ -224,8 +224,9 @@ class TableFit:
                 f"cross-validated, spread < {CLEAN_SPREAD:.0%}: "
                 f"{metrics_lib.format_metrics(self.cv_clean)}"
             )
-        lines.append("trials (score = 100 - 400 x mean clipped |log error|):")
-        lines += [f"  {score:6.2f}  {name}" for name, score in self.trials]
+        if trials:
+            lines.append("trials (score = 100 - 400 x mean clipped |log error|):")
+            lines += [f"  {score:6.2f}  {name}" for name, score in self.trials]
         return "\n".join(lines)
 
 
