@@ -48,7 +48,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from jnas import latency  # noqa: E402
-from jnas.latency import calibration, recipe, roofline  # noqa: E402
+from jnas.latency import calibration, raspi3b, recipe, roofline  # noqa: E402
 
 DEFAULT_PI = Path(__file__).resolve().parents[2] / "shared/iotnets/results_RaspPi.json"
 CLEAN = recipe.CLEAN_SPREAD
@@ -130,12 +130,7 @@ def split(n: int, share: float, cap: int, seed: int) -> np.ndarray:
 def fit(table: Table, train: list, seed: int) -> tuple:
     """Returns (predictor, chosen options or None, cv report)."""
     if table.kind == "pi":
-        y = [e.latency_ms for e in train]
-        spreads = latency.tick_spreads(y, [e.spread_ms for e in train])
-        train = [
-            dataclasses.replace(e, spread_ms=float(s))
-            for e, s in zip(train, spreads, strict=True)
-        ]
+        train = raspi3b.mark_ticks(train)
     result = latency.fit_table(
         train,
         device=table.device,
@@ -198,12 +193,7 @@ def run_one(table: Table, seed: int, share: float, cap: int) -> dict:
         if len(set(train_fams)) < 2 or not left:
             continue
         if table.kind == "pi":
-            y_o = [e.latency_ms for e in others]
-            sp = latency.tick_spreads(y_o, [e.spread_ms for e in others])
-            others = [
-                dataclasses.replace(e, spread_ms=float(s))
-                for e, s in zip(others, sp, strict=True)
-            ]
+            others = raspi3b.mark_ticks(others)
         dev = table.device or latency.derive_device(
             [e.arch for e in others], [e.latency_ms for e in others]
         )

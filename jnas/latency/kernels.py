@@ -309,18 +309,12 @@ class KernelPredictor:
     def device(self) -> roofline.Device:
         return self.roofline.device
 
-    def _rest(self, arch: arch_lib.Arch) -> float:
-        total = self.roofline.predict(arch)
-        convs = sum(
-            t for _, kind, t, _ in self.roofline.breakdown(arch) if kind in CONV_KINDS
-        )
-        return total - convs
-
     def predict(self, arch: arch_lib.Arch) -> float:
         """Returns the predicted batch-1 latency of ``arch`` in ms."""
         keys = conv_keys(arch)
         convs = float(self.convs.predict_ms(keys).sum())
-        return self._rest(arch) + self.scale * convs + self.per_conv_ms * len(keys)
+        rest = self.roofline.predict(arch, skip_kinds=CONV_KINDS)
+        return rest + self.scale * convs + self.per_conv_ms * len(keys)
 
     def predict_many(self, archs: Sequence[arch_lib.Arch]) -> np.ndarray:
         return np.array([self.predict(a) for a in archs])
@@ -421,13 +415,12 @@ def fit_kernel_predictor(
         raise ValueError(f"{len(missing)} convs of the networks were not timed alone")
     convs = fit_conv_model(keys, [conv_times[k] for k in keys], trees=trees)
     y = np.asarray(latencies_ms, float)
-    total = np.array([convs.predict_ms(conv_keys(a)).sum() for a in archs])
-    count = np.array([len(conv_keys(a)) for a in archs], float)
+    per_net = [conv_keys(a) for a in archs]
+    total = np.array([convs.predict_ms(k).sum() for k in per_net])
+    count = np.array([len(k) for k in per_net], float)
 
     def scales(rest_model):
-        rest = np.array(
-            [KernelPredictor(rest_model, convs, 1, 0)._rest(a) for a in archs]
-        )
+        rest = np.array([rest_model.predict(a, skip_kinds=CONV_KINDS) for a in archs])
         # y - rest ~ scale * total + per_conv * count, on relative error, >= 0.
         coef, _ = optimize.nnls(np.c_[total, count] / y[:, None], 1 - rest / y)
         return float(coef[0]), float(coef[1])

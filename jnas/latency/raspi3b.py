@@ -60,6 +60,17 @@ def tick_spreads(
     return np.where(pinned, np.maximum(s, floor * y), s)
 
 
+def mark_ticks(entries: Sequence[tables.Entry]) -> list[tables.Entry]:
+    """``entries`` with their spreads raised by ``tick_spreads``."""
+    spread = tick_spreads(
+        [e.latency_ms for e in entries], [e.spread_ms for e in entries]
+    )
+    return [
+        dataclasses.replace(e, spread_ms=float(s))
+        for e, s in zip(entries, spread, strict=True)
+    ]
+
+
 def fit_pi_table(entries: Sequence[tables.Entry]) -> roofline.Predictor:
     """Fits the Raspberry Pi 3B+ predictor to release-table entries.
 
@@ -67,12 +78,6 @@ def fit_pi_table(entries: Sequence[tables.Entry]) -> roofline.Predictor:
     held-out experiment in ``benchmarks/latency_pi.py``: ``PI_FIT_OPTIONS``,
     rows weighted by ``tick_spreads``.
     """
-    y = np.array([e.latency_ms for e in entries])
-    spread = tick_spreads(y, [e.spread_ms for e in entries])
-    marked = [
-        dataclasses.replace(e, spread_ms=float(s))
-        for e, s in zip(entries, spread, strict=True)
-    ]
     options = recipe.Options(
         extras=PI_FIT_OPTIONS["extras"],
         prior=PI_FIT_OPTIONS["prior"],
@@ -80,7 +85,9 @@ def fit_pi_table(entries: Sequence[tables.Entry]) -> roofline.Predictor:
     )
     # One use of the generic recipe, with the options fixed (no search, no
     # cross-validation: this fit is the shipped asset's and must be fast).
-    predictor = recipe.fit_options(marked, roofline.RASPBERRY_PI_3B_PLUS, options)
+    predictor = recipe.fit_options(
+        mark_ticks(entries), roofline.RASPBERRY_PI_3B_PLUS, options
+    )
     info = dict(predictor.info, recipe="jnas.latency.fit_pi_table")
     return dataclasses.replace(predictor, info=info)
 

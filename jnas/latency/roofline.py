@@ -370,9 +370,16 @@ class Predictor:
         extra = np.einsum("ij,ij->i", feats.extras, v[:, 3:])
         return np.maximum(compute, memory) + v[:, 2] + extra, compute >= memory
 
-    def predict(self, arch: arch_lib.Arch) -> float:
-        """Returns the predicted batch-1 latency of ``arch`` in ms."""
-        times, _ = self.node_times(device_features(arch, self.fmt, self.device))
+    def predict(self, arch: arch_lib.Arch, *, skip_kinds: Sequence[str] = ()) -> float:
+        """Returns the predicted batch-1 latency of ``arch`` in ms.
+
+        ``skip_kinds`` leaves those node kinds' times out (what a kernel-level
+        model predicts instead, ``kernels.KernelPredictor``).
+        """
+        feats = device_features(arch, self.fmt, self.device)
+        times, _ = self.node_times(feats)
+        if skip_kinds:
+            times = times[~np.isin(feats.kind, [KINDS.index(k) for k in skip_kinds])]
         return float(times.sum() + self.network_ms + self._network_extra(arch))
 
     def _network_extra(self, arch: arch_lib.Arch) -> float:
@@ -505,12 +512,3 @@ def from_dict(data: Mapping[str, Any]) -> Predictor:
         dict(data.get("info", {})),
         {k: float(v) for k, v in network_extras.items()},
     )
-
-
-def load(path: str | Path) -> Predictor:
-    """Reads a predictor written by ``Predictor.save``."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from None
-    return from_dict(data)
