@@ -50,6 +50,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.search.mode = "random"  # "random" | "narrow" (the automatic workflow)
     c.search.rounds = 1  # rounds (narrow mode: each narrows the laws)
     c.search.candidates_per_round = 24  # sampled, before the constraints
+    # An explicit list instead of sampling (then spaces, mode and
+    # candidates_per_round are not used): "space:law:index", "space:law:A-B"
+    # (indices A..B) or "space:law:*" (every released index of the law).
+    c.search.candidates = ()
+    c.search.netconfigs = ""  # the release's NetConfigs.json, for ":*" items
 
     c.narrow = ml_collections.ConfigDict()
     c.narrow.top_fraction = 0.5  # best feasible share spanning the next box
@@ -78,8 +83,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.data_dir = ""  # image folder/archive or tfds dir ("" = default)
     c.data.image_shape = (32, 32, 3)  # (H, W, C) the networks take
     c.data.fit = "resize"  # "pad" | "resize" (to image_shape)
-    c.data.num_val = 300  # validation examples carved from train
+    # Validation examples carved from train (0: train on all of it; nothing
+    # is then selected on validation: no per-model format, no narrowing).
+    c.data.num_val = 300
     c.data.max_train = 0  # cap on training examples (0 = all)
+    # Normalisation constants per channel (pixel/255 units); () = the train
+    # split's own mean and std.
+    c.data.mean = ()
+    c.data.std = ()  # per channel, with data.mean; () = the train split's
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300  # SGD steps per candidate
@@ -89,6 +100,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.weight_decay = 5e-4  # L2 added to the gradient (PyTorch SGD)
     c.train.schedule = "cosine"  # "constant" | "step" | "cosine"
     c.train.augment = False  # random crop + flip (CIFAR); flips change digits
+    # An epoch's partial last batch: "drop" (floor(N/B) steps per epoch) or
+    # "keep" (ceil(N/B), PyTorch's default; one more compiled step program).
+    c.train.last_batch = "drop"
     c.train.log_every = 50  # metrics leave the device every N steps
     c.train.strategy = "rule"  # "rule" | "autotune" | "vmap" | "map" | "sequential"
     c.train.conv_impl = "auto"  # "auto" | "xla" | "im2col"

@@ -52,7 +52,7 @@ def _config(**overrides):
         ("train.momentum", 1.0, r"train.momentum=1.0 must be in \[0, 1\)"),
         ("eval_batch_size", 0, r"config.eval_batch_size=0 must be an integer > 0"),
         ("data.fit", "crop", r"config.data.fit='crop'.*'pad', 'resize'"),
-        ("data.num_val", 0, r"config.data.num_val=0 must be an integer > 0"),
+        ("data.num_val", -1, r"config.data.num_val=-1 must be an integer >= 0"),
         ("data.name", "", r"config.data.name='' must be a dataset name"),
     ],
 )
@@ -121,6 +121,7 @@ def _sequence_leaves(node, path=""):
         ("formats", None),
         ("calibrate", None),
         ("iotnets_replay", None),
+        ("reproduce", "phase1"),
     ],
 )
 def test_every_list_valued_key_can_be_overridden(module, variant):
@@ -379,6 +380,9 @@ def test_post_training_sweep_reproduces_the_records_and_resumes(
         ("narrowing", "random"),
         ("narrowing", "narrow"),
         ("quickstart", None),
+        ("reproduce", "phase1"),
+        ("reproduce", "seeds"),
+        ("reproduce", "phase2"),
     ],
 )
 def test_shipped_experiment_configs_are_valid(module, variant):

@@ -202,7 +202,9 @@ def load_train_val_test(
 
     Args:
       name: as for `load`.
-      num_val: validation examples taken from the train split.
+      num_val: validation examples taken from the train split; 0 trains on
+        all of it and returns no "val" split (the release's protocol: nothing
+        is selected, the last epoch is reported on the test split).
       seed: seed of `split_validation`.
       **load_kwargs: passed to `load` (source, data_dir, image_shape, ...).
 
@@ -211,8 +213,10 @@ def load_train_val_test(
       `Metadata`; its mean and std are those of the full train split).
     """
     images, labels, meta = load(name, "train", **load_kwargs)
-    train_x, train_y, val_x, val_y = split_validation(images, labels, num_val, seed)
     test_x, test_y, _ = load(name, "test", **load_kwargs)
+    if num_val == 0:
+        return {"train": (images, labels), "test": (test_x, test_y)}, meta
+    train_x, train_y, val_x, val_y = split_validation(images, labels, num_val, seed)
     splits = {
         "train": (train_x, train_y),
         "val": (val_x, val_y),

@@ -174,6 +174,21 @@ def get_batch(
     return normalize(images, ds.mean, ds.std, dtype), ds.labels[idx]
 
 
+def batch_shapes(
+    num_examples: int, batch_size: int, keep_last: bool
+) -> tuple[int, int]:
+    """(steps per epoch, examples in an epoch's last batch).
+
+    Without `keep_last`: floor(N / B) full batches. With it: ceil(N / B)
+    steps, the last holding N - (steps - 1) * B examples (e.g. CIFAR-10's
+    50,000 at B = 128: 391 steps, the last of 80).
+    """
+    if keep_last:
+        steps = -(-num_examples // batch_size)
+        return steps, num_examples - (steps - 1) * batch_size
+    return max(1, num_examples // batch_size), batch_size
+
+
 def init_loader(key: jax.Array, num_examples: int, *, step: int = 0) -> LoaderState:
     """The state of a shuffled pass that starts (or resumes) at `step`.
 
@@ -200,6 +215,8 @@ def next_batch(
     batch_size: int,
     augment: bool = True,
     dtype: Any = jnp.float32,
+    keep_last: bool = False,
+    take: int | None = None,
 ) -> tuple[LoaderState, jax.Array, jax.Array]:
     """Draws the next training batch; pure and jittable, with no host sync.
 
@@ -209,14 +226,25 @@ def next_batch(
       batch_size: static; at most N.
       augment: apply `random_crop_flip`.
       dtype: dtype of the returned images.
+      keep_last: epochs of ceil(N / batch_size) steps whose last batch holds
+        the N mod batch_size remaining examples (PyTorch's DataLoader default,
+        ``drop_last=False``); else floor(N / batch_size) full batches and the
+        remainder of each permutation is not seen that epoch.
+      take: static number of examples to return (default `batch_size`): with
+        `keep_last`, the caller passes `batch_shapes(...)`'s tail size on an
+        epoch's last step (a shape is static, so the host, which counts
+        steps, says which step that is).
 
     Returns:
-      (new state, images `dtype` [batch_size, H, W, C], labels int32 [batch_size]).
+      (new state, images `dtype` [take, H, W, C], labels int32 [take]).
     """
     num_examples = ds.images.shape[0]
     if not 0 < batch_size <= num_examples:
         raise ValueError(f"batch_size={batch_size} must be in 1..{num_examples}")
-    steps_per_epoch = num_examples // batch_size
+    take = batch_size if take is None else take
+    if not 0 < take <= batch_size:
+        raise ValueError(f"take={take} must be in 1..batch_size={batch_size}")
+    steps_per_epoch, _ = batch_shapes(num_examples, batch_size, keep_last)
     perm_key, aug_key = jax.random.split(state.key)
     epoch = state.step // steps_per_epoch
     perm = jax.lax.cond(
@@ -225,7 +253,7 @@ def next_batch(
         lambda: state.perm,
     )
     start = (state.step % steps_per_epoch) * batch_size
-    idx = jax.lax.dynamic_slice_in_dim(perm, start, batch_size)
+    idx = jax.lax.dynamic_slice_in_dim(perm, start, take)
     images, labels = get_batch(
         ds, idx, jax.random.fold_in(aug_key, state.step), augment=augment, dtype=dtype
     )
@@ -233,7 +261,9 @@ def next_batch(
     return new_state, images, labels
 
 
-_next_batch = jax.jit(next_batch, static_argnames=("batch_size", "augment", "dtype"))
+_next_batch = jax.jit(
+    next_batch, static_argnames=("batch_size", "augment", "dtype", "keep_last", "take")
+)
 
 
 def iterate(
@@ -245,6 +275,7 @@ def iterate(
     augment: bool = True,
     start_step: int = 0,
     dtype: Any = jnp.float32,
+    keep_last: bool = False,
 ) -> Iterator[tuple[jax.Array, jax.Array]]:
     """Yields `num_steps` training batches, reshuffling on the device every epoch.
 
@@ -256,14 +287,25 @@ def iterate(
       augment: apply `random_crop_flip`.
       start_step: step to start from (to resume).
       dtype: dtype of the yielded images.
+      keep_last: end every epoch with the partial batch (`next_batch`).
 
     Yields:
-      (images `dtype` [batch_size, H, W, C], labels int32 [batch_size]).
+      (images `dtype` [B, H, W, C], labels int32 [B]); B = batch_size, except
+      an epoch's last batch with `keep_last`.
     """
-    state = init_loader(key, ds.images.shape[0], step=start_step)
-    for _ in range(num_steps):
+    num_examples = ds.images.shape[0]
+    state = init_loader(key, num_examples, step=start_step)
+    per_epoch, tail = batch_shapes(num_examples, batch_size, keep_last)
+    for step in range(start_step, start_step + num_steps):
+        last = (step + 1) % per_epoch == 0
         state, images, labels = _next_batch(
-            ds, state, batch_size=batch_size, augment=augment, dtype=dtype
+            ds,
+            state,
+            batch_size=batch_size,
+            augment=augment,
+            dtype=dtype,
+            keep_last=keep_last,
+            take=tail if last else batch_size,
         )
         yield images, labels
 

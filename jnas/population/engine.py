@@ -55,7 +55,8 @@ from jnas.population import step as train
 STRATEGIES = ("vmap", "map", "sequential")
 CONV_IMPLS = nn.nn_ops.CONV_IMPLS
 _next_batch = jax.jit(
-    pipeline.next_batch, static_argnames=("batch_size", "augment", "dtype")
+    pipeline.next_batch,
+    static_argnames=("batch_size", "augment", "dtype", "keep_last", "take"),
 )
 
 
@@ -391,6 +392,7 @@ def train_bucket(
     log_every: int = 50,
     on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     augment: bool = True,
+    keep_last: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Runs `steps` training steps on batches drawn on the device.
 
@@ -405,16 +407,28 @@ def train_bucket(
       on_log: called with (step, metrics) at each fetch.
       augment: random crop and horizontal flip (CIFAR-style; off for digits,
         which flipping changes).
+      keep_last: every epoch ends with the partial batch of the remaining
+        examples (`pipeline.batch_shapes`); its step is a second compiled
+        program (another batch shape), run once per epoch.
 
     Returns:
       One dict per fetch: "step", and per-candidate arrays "loss" (mean over the
       window's active steps), "accuracy" (training accuracy over the window).
     """
-    loader = pipeline.init_loader(data_key, ds.images.shape[0])
+    num_examples = ds.images.shape[0]
+    loader = pipeline.init_loader(data_key, num_examples)
+    per_epoch, tail = pipeline.batch_shapes(num_examples, batch_size, keep_last)
     history, window = [], []
     for step in range(1, steps + 1):
+        last = step % per_epoch == 0  # the epoch's last step (steps count from 1)
         loader, images, labels = _next_batch(
-            ds, loader, batch_size=batch_size, augment=augment, dtype=jnp.float32
+            ds,
+            loader,
+            batch_size=batch_size,
+            augment=augment,
+            dtype=jnp.float32,
+            keep_last=keep_last,
+            take=tail if last else batch_size,
         )
         window.append(trainer.step(images, labels))
         # Step 1 too: it ends the compile, so a watcher hears of it early.

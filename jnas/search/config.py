@@ -17,11 +17,13 @@ from jnas import data, distributed, precision, spaces
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
+from jnas.search import sampling
 
 MODES = ("random", "narrow")
 MEMORY_FORMATS = ("float32", "half", "custom")
 STRATEGY_CHOICES = ("rule", "autotune", *engine.STRATEGIES)
 LATENCY_SOURCES = ("raspi3b", "none")  # or a path to a saved predictor
+LAST_BATCH = ("drop", "keep")  # an epoch's partial last batch (pipeline.batch_shapes)
 
 
 def _allowed(key: str, value: Any, allowed: Sequence[Any]) -> None:
@@ -49,9 +51,12 @@ def validate(config: Any) -> list[tuple[str, str]]:
       ValueError: naming the bad key and what is allowed.
     """
     pairs = []
-    if not config.search.spaces:
+    candidates = tuple(config.search.get("candidates", ()))
+    if candidates:
+        pairs = _validate_candidates(config, candidates)
+    elif not config.search.spaces:
         raise ValueError("config.search.spaces is empty; give 'space:law' items")
-    for item in config.search.spaces:
+    for item in () if candidates else config.search.spaces:
         if not isinstance(item, str) or item.count(":") != 1:
             raise ValueError(
                 f"config.search.spaces item {item!r} must be 'space:law', "
@@ -99,6 +104,20 @@ def validate(config: Any) -> list[tuple[str, str]]:
                 "'' turns quantisation-aware training off"
             ) from None
     _validate_data(config.data)
+    _allowed("train.last_batch", config.train.get("last_batch", "drop"), LAST_BATCH)
+    if config.data.num_val == 0:
+        # Without a validation split nothing can be selected on it.
+        if config.constraints.memory_format == "custom":
+            raise ValueError(
+                "config.data.num_val=0 (no validation split) cannot choose the "
+                "per-model format that constraints.memory_format='custom' needs; "
+                "use 'float32' or 'half', or carve a validation split"
+            )
+        if config.search.mode == "narrow":
+            raise ValueError(
+                "config.data.num_val=0 (no validation split): search.mode="
+                "'narrow' ranks candidates on validation accuracy; use 'random'"
+            )
     _validate_distributed(config.get("distributed"))
     bits = config.formats.min_bits_for_memory
     if not isinstance(bits, int) or not 3 <= bits <= 32:
@@ -119,6 +138,23 @@ def validate(config: Any) -> list[tuple[str, str]]:
     return pairs
 
 
+def _validate_candidates(config: Any, items: Sequence[Any]) -> list[tuple[str, str]]:
+    """Checks an explicit candidates list; returns its (space, law) pairs."""
+    split = [sampling.split_item(item) for item in items]
+    if any(which == "*" for _, _, which in split) and not config.search.netconfigs:
+        raise ValueError(
+            "config.search.candidates has 'space:law:*' items (every released "
+            "index): set config.search.netconfigs to the release's NetConfigs.json"
+        )
+    if config.search.mode != "random" or config.search.rounds != 1:
+        raise ValueError(
+            f"config.search.candidates is a fixed list: it needs search.mode="
+            f"'random' and search.rounds=1 (got {config.search.mode!r}, "
+            f"{config.search.rounds!r}); narrowing samples new candidates"
+        )
+    return list(dict.fromkeys((space, law) for space, law, _ in split))
+
+
 def _validate_data(cfg: Any) -> None:
     # Before the workdir is touched: a missing dataset or a bad fit would
     # otherwise fail after config.json is written.
@@ -130,7 +166,21 @@ def _validate_data(cfg: Any) -> None:
         )
     _allowed("data.source", cfg.source, ("", *data.SOURCES))
     _allowed("data.fit", cfg.fit, data.FIT_METHODS)
-    _positive("data.num_val", cfg.num_val, integer=True)
+    _positive("data.num_val", cfg.num_val, integer=True, zero=True)
+    mean, std = tuple(cfg.get("mean", ())), tuple(cfg.get("std", ()))
+    channels = cfg.image_shape[-1] if len(tuple(cfg.image_shape)) == 3 else None
+    if mean or std:
+        ok = all(
+            len(v) == channels
+            and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+            for v in (mean, std)
+        )
+        if not ok or not all(x > 0 for x in std):
+            raise ValueError(
+                f"config.data.mean={mean!r} / config.data.std={std!r}: give both, "
+                f"{channels} finite numbers each (pixel/255 units, std > 0), or "
+                "both () for the train split's own statistics"
+            )
     _positive("data.max_train", cfg.max_train, integer=True, zero=True)
     shape = tuple(cfg.image_shape)
     if len(shape) != 3 or not all(
@@ -298,6 +348,10 @@ def load_data(
     if cfg.max_train:
         x, y = splits["train"]
         splits["train"] = (x[: cfg.max_train], y[: cfg.max_train])
+    if cfg.get("mean"):  # fixed normalisation constants (e.g. a paper's)
+        meta = meta._replace(
+            mean=tuple(map(float, cfg.mean)), std=tuple(map(float, cfg.std))
+        )
     ds = {
         k: pipeline.put_on_device(x, y, meta, device=device)
         for k, (x, y) in splits.items()

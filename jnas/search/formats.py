@@ -238,11 +238,19 @@ def evaluate_formats(
     program, which rounds the trained variables to the format it is given at
     run time (`engine.evaluate(weight_format=...)`).
 
+    Without a "val" split (``data.num_val = 0``: trained on all training
+    data, the release's protocol) there is nothing to choose a format on:
+    float32 and half are evaluated on the test split, "val" is None, and
+    "custom" is None throughout (the post-training sweep, `sweep`, then
+    gives every format's test accuracy).
+
     Returns:
       Per member: "accuracy" ({"float32"|"half"|"custom": {"val", "test"}}),
       "custom_format" (text), "format_grid" (the search's evaluations) and
       "memory_custom" (bytes of the params in the chosen format).
     """
+    if "val" not in datasets:
+        return _test_only(trainer, datasets["test"], batch_size)
 
     # One batch size for both splits (one compiled program), as even as
     # possible, and at least SCREEN_BATCHES batches of validation data: the
@@ -287,3 +295,25 @@ def evaluate_formats(
             }
         )
     return out
+
+
+def _test_only(trainer, test, batch_size: int) -> list[dict[str, Any]]:
+    """`evaluate_formats` without a validation split: float32 and half on test."""
+    batches = -(-test.images.shape[0] // batch_size)
+    batch_size = -(-test.images.shape[0] // batches)  # as even as possible
+    acc = {
+        name: engine.evaluate(trainer, test, batch_size=batch_size, weight_format=fmt)
+        for name, fmt in (("float32", None), ("half", precision.HALF))
+    }
+    return [
+        {
+            "accuracy": {
+                **{k: {"val": None, "test": float(v[i])} for k, v in acc.items()},
+                "custom": {"val": None, "test": None},
+            },
+            "custom_format": None,
+            "format_grid": [],
+            "memory_custom": None,
+        }
+        for i in range(trainer.bucket.size)
+    ]

@@ -41,7 +41,7 @@ from jnas import arch as arch_lib
 from jnas import distributed, population, results
 from jnas.population import engine, sharding
 from jnas.search import config as config_lib
-from jnas.search import constraints, formats, sampling
+from jnas.search import constraints, formats, replay, sampling
 from jnas.search import progress as progress_lib
 
 Candidate = tuple[arch_lib.Arch, dict[str, Any]]  # (arch, its costs)
@@ -64,6 +64,7 @@ def run(
     """
     pairs = config_lib.validate(config)
     config_lib.check_data(config)  # before anything is written
+    explicit = _explicit_candidates(config)  # also before: names a bad item
     limits = constraints.from_config(config)
     workdir = Path(workdir)
     pid, nproc = jax.process_index(), jax.process_count()
@@ -82,7 +83,7 @@ def run(
     progress = progress_lib.Progress(store)
     for round_index in range(config.search.rounds):
         known = {r["hash"]: r for r in results.load(workdir)}  # every shard
-        archs = _sample(config, pairs, round_index, known.values())
+        archs = explicit or _sample(config, pairs, round_index, known.values())
         all_costs = [constraints.costs(a, predictor) for a in archs]
         keep = _filter(limits, archs, all_costs, known, round_index)
         if not keep:
@@ -262,6 +263,25 @@ def _report_bad_checkpoints(workdir: Path) -> list[str]:
     return problems
 
 
+def _explicit_candidates(config: Any) -> list[arch_lib.Arch]:
+    """The networks of ``config.search.candidates`` ([] when sampling)."""
+    items = tuple(config.search.get("candidates", ()))
+    if not items:
+        return []
+    table = None
+    if config.search.netconfigs:
+        table = replay.load_table(config.search.netconfigs, "search.netconfigs")
+    triples = sampling.parse_candidates(items, table)
+    archs = sampling.build_candidates(triples)
+    first: dict[str, str] = {}
+    for (space, law, index), a in zip(triples, archs, strict=True):
+        name = f"{space}:{law}:{index}"
+        if a.hash in first:  # the same network under another index
+            logging.info("%s is the network of %s: trained once", name, first[a.hash])
+        first.setdefault(a.hash, name)
+    return archs
+
+
 def _sample(config, pairs, round_index, known) -> list[arch_lib.Arch]:
     boxes = None
     if config.search.mode == "narrow" and round_index > 0:
@@ -361,6 +381,7 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
         data_key=jax.random.key(bucket_seed),
         log_every=cfg.log_every,
         augment=cfg.augment,
+        keep_last=cfg.get("last_batch", "drop") == "keep",
         on_log=_Watchers(
             progress_lib.BucketProgress(label, bucket.size, cfg.steps, cfg.batch_size),
             _CurveWriter(workdir, bucket, recipe, cfg.lr),

@@ -28,18 +28,26 @@ class Progress:
         rate = elapsed / max(1, len(records) - self.done_at_start)
         in_round = sum(1 for r in records if r["round"] == round_index)
         eta = rate * max(0, round_total - in_round)
+        # Best on validation; without a validation split (data.num_val = 0)
+        # nothing is selected and the line shows the best test accuracy.
+        split = "val"
+        if records and records[0]["accuracy"]["float32"]["val"] is None:
+            split = "test"
         best = max(
             (r for r in records if r.get("feasible")),
-            key=lambda r: r["accuracy"]["float32"]["val"],
+            key=lambda r: r["accuracy"]["float32"][split],
             default=None,
         )
         best_text = "none yet"
         if best is not None:
             best_text = (
-                f"{best['space']}:{best['law']}#{best['index']} val "
-                f"{best['accuracy']['float32']['val']:.3f} "
-                f"({best['custom_format']}, {best['memory_bytes']['custom']} B)"
+                f"{best['space']}:{best['law']}#{best['index']} {split} "
+                f"{best['accuracy']['float32'][split]:.3f}"
             )
+            if best["custom_format"]:
+                best_text += (
+                    f" ({best['custom_format']}, {best['memory_bytes']['custom']} B)"
+                )
         logging.info(
             "round %d: %d/%d feasible candidates trained (%d in the store), "
             "ETA of the round %.0f s; best feasible: %s",

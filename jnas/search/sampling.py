@@ -107,3 +107,102 @@ def sample_round(
                 continue  # an invalid sample of the law: draw the next one
             got += 1
     return out
+
+
+# ------------------------------------------------- an explicit candidates list
+
+
+def split_item(item: Any) -> tuple[str, str, str]:
+    """(space, law, "index" | "A-B" | "*") of one ``config.search.candidates`` item.
+
+    Raises:
+      ValueError: naming the bad item and what is allowed.
+    """
+    parts = item.split(":") if isinstance(item, str) else []
+    if len(parts) != 3:
+        raise ValueError(
+            f"config.search.candidates item {item!r} must be 'space:law:index', "
+            "'space:law:A-B' or 'space:law:*', e.g. 'mobilenetv2:s5:37'"
+        )
+    space, law, which = parts
+    try:
+        space = spaces.canonical(space)
+    except ValueError as e:
+        raise ValueError(f"config.search.candidates item {item!r}: {e}") from None
+    if law not in spaces.laws(space):
+        raise ValueError(
+            f"config.search.candidates item {item!r}: unknown law {law!r} of "
+            f"{space}; allowed: {', '.join(spaces.laws(space))}"
+        )
+    lo, _, hi = which.partition("-")
+    if which != "*" and not (lo.isdigit() and (hi.isdigit() or not hi)):
+        raise ValueError(
+            f"config.search.candidates item {item!r}: the index must be an "
+            "integer >= 0, a range A-B or *"
+        )
+    if which != "*" and int(hi or lo) < int(lo):
+        raise ValueError(
+            f"config.search.candidates item {item!r}: range {which} is empty"
+        )
+    return space, law, which
+
+
+def parse_candidates(
+    items: Sequence[str], netconfigs: Sequence[dict[str, Any]] | None = None
+) -> list[tuple[str, str, int]]:
+    """(space, law, index) of each item of ``config.search.candidates``, in order.
+
+    Items: "space:law:index" (e.g. "mobilenetv2:s5:37"), "space:law:A-B" (the
+    indices A..B, both included) or "space:law:*" (every index of that law in
+    the release table ``netconfigs``, NetConfigs.json's rows). Space names may
+    be in the release spelling. Repeated items are kept once.
+
+    Raises:
+      ValueError: naming the bad item and what is allowed.
+    """
+    out: dict[tuple[str, str, int], None] = {}
+    for item in items:
+        space, law, which = split_item(item)
+        if which == "*":
+            if netconfigs is None:
+                raise ValueError(
+                    f"config.search.candidates item {item!r} takes every released "
+                    "index of the law: set config.search.netconfigs to the "
+                    "release's NetConfigs.json"
+                )
+            release = spaces.RELEASE_PREFIX + space
+            indices = sorted(
+                int(r["id"])
+                for r in netconfigs
+                if r.get("spacename") in (space, release) and r.get("law") == law
+            )
+            if not indices:
+                raise ValueError(
+                    f"config.search.candidates item {item!r}: the release table "
+                    f"has no row of {space} {law}"
+                )
+        else:
+            lo, _, hi = which.partition("-")
+            indices = range(int(lo), int(hi or lo) + 1)
+        out.update({(space, law, int(i)): None for i in indices})
+    return list(out)
+
+
+def build_candidates(
+    triples: Sequence[tuple[str, str, int]],
+) -> list[arch_lib.Arch]:
+    """The networks of (space, law, index) triples (`spaces.sample`).
+
+    Raises:
+      ValueError: an index whose network cannot be built (named), e.g. a
+        DenseNet sample whose transition floors to zero channels.
+    """
+    out = []
+    for space, law, index in triples:
+        try:
+            out.append(spaces.sample(space, law, index))
+        except ValueError as e:
+            raise ValueError(
+                f"config.search.candidates: {space}:{law}:{index} cannot be built: {e}"
+            ) from None
+    return out
