@@ -86,7 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Validation examples carved from train (0: train on all of it; nothing
     # is then selected on validation: no per-model format, no narrowing).
     c.data.num_val = 300
-    c.data.max_train = 0  # cap on training examples (0 = all)
+    c.data.max_train = 0  # cap on training examples, a stratified subset (0 = all)
     # Normalisation constants per channel (pixel/255 units); () = the train
     # split's own mean and std.
     c.data.mean = ()

@@ -277,3 +277,89 @@ def test_search_trains_all_data_keeps_the_last_batch_and_reports_test(tmp_path):
     lines = (tmp_path / "curves.jsonl").read_text().splitlines()
     curves = [json.loads(line) for line in lines]
     assert [c["step"] for c in curves] == [1, 3, 6]
+
+
+# ---------------------------------------------------------- the comparison
+
+
+def _record(law, index, acc, seconds=10.0):
+    return {
+        "space": "mobilenetv2",
+        "law": law,
+        "index": index,
+        "accuracy": {"float32": {"test": acc}},
+        "train": {"diverged": False, "seconds": seconds},
+    }
+
+
+def test_release_comparison_tables_by_hand():
+    from jnas.report import release
+
+    table = [
+        {
+            "spacename": "random_net_mobilenetv2",
+            "law": law,
+            "id": i,
+            "acc": acc,
+            "params": params,
+        }
+        for law, i, acc, params in [
+            ("s5", 0, 0.60, 500),
+            ("s5", 1, 0.70, 400),
+            ("s5", 2, 0.65, 600),
+            ("s6", 0, 0.40, 100),
+            ("s6", 1, 0.52, 300),
+            ("s6", 2, 0.45, 200),
+        ]
+    ]
+    # Within s5 ours ranks 1 < 2 < 0 (released: 0 < 2 < 1): d = (2, -2, 0),
+    # rho = 1 - 6 * 8 / (3 * 8) = -1;
+    # within s6 the same order as released: rho = 1.
+    seed0 = [
+        _record("s5", 0, 0.71),
+        _record("s5", 1, 0.69),
+        _record("s5", 2, 0.70),
+        _record("s6", 0, 0.30),
+        _record("s6", 1, 0.37),
+        _record("s6", 2, 0.33),
+    ]
+    seed1 = [_record("s5", 0, 0.73)]
+    rows = release.compare([seed0, seed1], table)
+    assert [(r.law, r.index) for r in rows][:2] == [("s5", 0), ("s5", 1)]
+    assert rows[0].accuracy == (0.71, 0.73) and rows[1].accuracy == (0.69, None)
+    c = release.correlations(rows)
+    assert c["mobilenetv2 s5"]["ours"] == pytest.approx(-1.0)
+    assert c["mobilenetv2 s6"]["ours"] == pytest.approx(1.0)
+    assert c["mobilenetv2 s6"]["params"] == pytest.approx(1.0)  # 100 < 200 < 300
+    assert c["mobilenetv2 s5"]["params"] == pytest.approx(-0.5)
+    # Law-centred by hand: ours - law mean and released - law mean, pooled.
+    ours = np.array([0.71, 0.69, 0.70, 0.30, 0.37, 0.33])
+    rel = np.array([0.60, 0.70, 0.65, 0.40, 0.52, 0.45])
+    for v in (ours, rel):  # no ties after centring
+        v[:3] -= v[:3].mean()
+        v[3:] -= v[3:].mean()
+    ranks = lambda v: np.argsort(np.argsort(v))
+    want = np.corrcoef(ranks(ours), ranks(rel))[0, 1]
+    assert c["law-centred"]["ours"] == pytest.approx(want)
+    text = release.markdown(rows, ["seed 0", "seed 1"])
+    row = "| mobilenetv2:s5:0 | 500 | 71.00 | 73.00 | 72.00 | 1.41 | 60.00 | +11.00 |"
+    assert row + " 10 |" in text
+    with pytest.raises(ValueError, match="mobilenetv2:s4:9 is not in the release"):
+        release.compare([[_record("s4", 9, 0.5)]], table)
+
+
+def test_max_train_is_a_stratified_subset(tmp_path, monkeypatch):
+    # Image folders are read sorted by class: the first N would be one class.
+    from test_data import make_folder
+
+    monkeypatch.setenv("JNAS_CACHE_DIR", str(tmp_path / "cache"))
+    make_folder(tmp_path / "ds", counts={"train": 10, "test": 2}, size=32)
+    config = reproduce.get_config("tiny")
+    config.data.name = "toy"
+    config.data.data_dir = str(tmp_path / "ds")
+    config.data.max_train = 6
+    small, meta = search.load_data(config)
+    labels = np.asarray(small["train"].labels)
+    assert sorted(labels) == [0, 0, 1, 1, 2, 2]
+    assert meta.mean == config.data.mean and meta.std == config.data.std
+    assert "val" not in small and small["test"].labels.shape == (6,)

@@ -345,9 +345,12 @@ def load_data(
     splits, meta = data.load_train_val_test(
         cfg.name, num_val=cfg.num_val, seed=config.seed, **kwargs
     )
-    if cfg.max_train:
+    if cfg.max_train and cfg.max_train < len(splits["train"][1]):
+        # A seeded, class-stratified subset in the original order: the first
+        # N of an image folder (sorted by class) would be one or two classes.
         x, y = splits["train"]
-        splits["train"] = (x[: cfg.max_train], y[: cfg.max_train])
+        _, _, x, y = data.split_validation(x, y, cfg.max_train, config.seed + 1)
+        splits["train"] = (x, y)
     if cfg.get("mean"):  # fixed normalisation constants (e.g. a paper's)
         meta = meta._replace(
             mean=tuple(map(float, cfg.mean)), std=tuple(map(float, cfg.std))
