@@ -363,3 +363,68 @@ def test_max_train_is_a_stratified_subset(tmp_path, monkeypatch):
     assert sorted(labels) == [0, 0, 1, 1, 2, 2]
     assert meta.mean == config.data.mean and meta.std == config.data.std
     assert "val" not in small and small["test"].labels.shape == (6,)
+
+
+def test_format_fronts_choose_on_one_half_and_report_the_other():
+    from jnas import cost
+    from jnas.report import fronts
+
+    small = spaces.sample("mobilenetv2", "s6", 27)  # 1241 params
+    big = spaces.sample("mobilenetv2", "s5", 37)  # 3698 params
+    records = [
+        {
+            "hash": a.hash,
+            "space": "mobilenetv2",
+            "law": law,
+            "index": i,
+            "arch": a.to_dict(meta=False),
+        }
+        for a, law, i in ((small, "s6", 27), (big, "s5", 37))
+    ]
+    rows = [
+        # small: e4m3 (8 bits) within 1 point of float32 on test_a -> custom
+        {"hash": small.hash, "format": "float32", "test_a": 0.50, "test_b": 0.52},
+        {"hash": small.hash, "format": "e5m10", "test_a": 0.50, "test_b": 0.51},
+        {"hash": small.hash, "format": "e4m3", "test_a": 0.495, "test_b": 0.40},
+        {"hash": small.hash, "format": "e3m2", "test_a": 0.30, "test_b": 0.60},
+        # big: nothing under 16 bits within 1 point
+        {"hash": big.hash, "format": "float32", "test_a": 0.70, "test_b": 0.69},
+        {"hash": big.hash, "format": "e5m10", "test_a": 0.70, "test_b": 0.68},
+        {"hash": big.hash, "format": "e4m3", "test_a": 0.60, "test_b": 0.70},
+    ]
+    pts = fronts.points(records, rows, select="test_a", report="test_b")
+    got = {(p.name, p.kind): (p.fmt, p.memory_bytes, p.accuracy) for p in pts}
+    # Memory by hand: ceil(params * bits / 8), the release's params.
+    n_small, n_big = cost.params(small), cost.params(big)
+    assert got["mobilenetv2:s6:27", "custom"] == ("e4m3", n_small, 0.40)
+    assert got["mobilenetv2:s6:27", "half"] == ("e5m10", 2 * n_small, 0.51)
+    assert got["mobilenetv2:s5:37", "custom"] == ("e5m10", 2 * n_big, 0.68)
+    assert got["mobilenetv2:s5:37", "float32"] == ("float32", 4 * n_big, 0.69)
+    # At 2 x 3698 B the big network fits only in half (+16 points over the
+    # small one in float32); at 4 x 1241 B only the small one fits.
+    table = fronts.front_table(pts, [4 * n_small, 2 * n_big])
+    lines = table.splitlines()
+    assert "52.00% mobilenetv2:s6:27 (float32" in lines[2]
+    assert "68.00% mobilenetv2:s5:37 (e5m10" in lines[3] and "+16.00" in lines[3]
+    with pytest.raises(ValueError, match="has no 'test_a' accuracy"):
+        fronts.points(
+            records,
+            [{"hash": small.hash, "format": "float32"}],
+            select="test_a",
+            report="test_b",
+        )
+
+
+def test_test_halves_are_stratified_and_disjoint():
+    from jnas.search import formats
+
+    stats = types.SimpleNamespace(mean=(0.5,) * 3, std=(0.25,) * 3)
+    labels = np.repeat(np.arange(4), 10)
+    images = np.arange(40, dtype=np.uint8)[:, None, None, None] * np.ones(
+        (1, 2, 2, 3), np.uint8
+    )
+    halves = formats.test_halves(pipeline.put_on_device(images, labels, stats), stats)
+    a, b = (np.asarray(halves[k].images)[:, 0, 0, 0] for k in ("test_a", "test_b"))
+    assert len(a) == len(b) == 20 and sorted(np.concatenate([a, b])) == list(range(40))
+    for half in ("test_a", "test_b"):
+        assert list(np.bincount(np.asarray(halves[half].labels))) == [5] * 4

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from jnas import arch as arch_lib
-from jnas import cost, nn, precision, results
+from jnas import cost, data, nn, precision, results
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
@@ -158,11 +158,27 @@ def accuracy(arch: arch_lib.Arch, variables: Any, ds, batch_size: int) -> float:
     return correct / count
 
 
+def test_halves(test: pipeline.DeviceDataset, meta: Any) -> dict[str, Any]:
+    """The test split as two seeded, class-stratified halves "test_a", "test_b".
+
+    For a search trained without a validation split (``data.num_val = 0``):
+    a per-model format chosen on "test_a" is reported on "test_b", so the
+    chosen format's accuracy is not measured on the images that chose it.
+    """
+    x, y = np.asarray(test.images), np.asarray(test.labels)
+    xb, yb, xa, ya = data.split_validation(x, y, len(y) // 2, seed=0)
+    return {
+        "test_a": pipeline.put_on_device(xa, ya, meta),
+        "test_b": pipeline.put_on_device(xb, yb, meta),
+    }
+
+
 def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     """Evaluates every recorded candidate of `workdir` under the format grid.
 
     Args:
-      config: `experiments/formats.py` (grid and splits).
+      config: `experiments/formats.py` (grid and splits; "test_a" and
+        "test_b" are the halves of the test split, `test_halves`).
       workdir: a finished (or partial) search's workdir.
 
     Returns:
@@ -178,7 +194,9 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ValueError(f"{workdir} holds no search results to re-evaluate")
     search_config = ml_collections.ConfigDict(results.read_config(workdir))
-    datasets, _ = config_lib.load_data(search_config)
+    datasets, meta = config_lib.load_data(search_config)
+    if {"test_a", "test_b"} & set(config.splits):
+        datasets.update(test_halves(datasets["test"], meta))
     for split in config.splits:
         if split not in datasets:
             raise ValueError(
