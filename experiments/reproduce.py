@@ -11,6 +11,10 @@ add ``--config.data.data_dir=PATH``, e.g. shared/datasets/cifar10-jpeg.tar.gz):
         --config.seed=1 --workdir=runs/reproduce_seed1
     python -m launch.search --config=experiments/reproduce.py:seeds \\
         --config.seed=2 --workdir=runs/reproduce_seed2
+    # Phase 3, QAT: networks trained with their weights rounded to e4m3 (8
+    # bits) in the forward pass; compare with phase 1's post-training e4m3
+    python -m launch.search --config=experiments/reproduce.py:qat \
+        --config.search.candidates="('mobilenetv2:s5:22',)" --workdir=runs/reproduce_qat
     # Phase 2: a longer schedule (30 epochs) on the s5 and s6 networks
     python -m launch.search --config=experiments/reproduce.py:phase2 \\
         --workdir=runs/reproduce_phase2
@@ -51,7 +55,7 @@ PHASE1 = {
 }
 # Seed noise: the first four s6 and the first two s5 networks of phase 1.
 SEEDS = {"s5": PHASE1["s5"][:2], "s6": PHASE1["s6"][:4]}
-VARIANTS = ("phase1", "seeds", "phase2", "tiny")
+VARIANTS = ("phase1", "seeds", "phase2", "qat", "tiny")
 
 
 def _items(laws: dict[str, tuple[int, ...]]) -> tuple[str, ...]:
@@ -59,7 +63,7 @@ def _items(laws: dict[str, tuple[int, ...]]) -> tuple[str, ...]:
 
 
 def get_config(arg: str | None = "phase1"):
-    """Returns the recipe; ``arg``: "phase1", "seeds", "phase2" or "tiny" (tests)."""
+    """Returns the recipe; ``arg``: one of ``VARIANTS`` ("tiny": the tests')."""
     if arg not in VARIANTS:
         raise ValueError(
             f"unknown reproduce variant {arg!r}; allowed: {', '.join(VARIANTS)}"
@@ -89,6 +93,13 @@ def get_config(arg: str | None = "phase1"):
     elif arg == "phase2":
         c.search.candidates = _items({k: PHASE1[k] for k in ("s5", "s6")})
         c.train.steps = 30 * EPOCH_STEPS
+    elif arg == "qat":
+        # Quantisation-aware training in an 8-bit format. The model's forward
+        # pass rounds every stored value to it, in training and evaluation, so
+        # the record's "float32" test accuracy is the network as deployed in
+        # e4m3 (the master weights stay float32 for the optimiser).
+        c.search.candidates = _items({k: PHASE1[k] for k in ("s5", "s6")})
+        c.train.qat_format = "e4m3"
     elif arg == "tiny":  # the tests' version: two networks, a few steps
         c.distributed.local_workers = 1
         c.search.candidates = ("mobilenetv2:s6:27", "mobilenetv2:s6:39")

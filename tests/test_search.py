@@ -383,6 +383,7 @@ def test_post_training_sweep_reproduces_the_records_and_resumes(
         ("reproduce", "phase1"),
         ("reproduce", "seeds"),
         ("reproduce", "phase2"),
+        ("reproduce", "qat"),
     ],
 )
 def test_shipped_experiment_configs_are_valid(module, variant):
