@@ -1,0 +1,108 @@
+"""A static memory plan for a network's activations: one arena, fixed offsets.
+
+The deployment allocates nothing at run time: every tensor of the schedule
+(the IR's node order, input image included) gets a fixed offset in one arena.
+The liveness rule is `jnas.cost.peak_activation_bytes`'s: a node's output is
+allocated before it runs, while its inputs are still live, and an input is
+freed after its last reader has run.
+`plan` places them offline (greedy by size, see there) and checks that the
+arena is exactly the peak live size: no fragmentation, so the memory the
+search counted is the memory the device needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jnas import arch as arch_lib
+
+
+class PlanError(ValueError):
+    """No fragmentation-free placement was found for this schedule."""
+
+
+def _numel(shape) -> int:
+    return math.prod(shape)
+
+
+def lifetimes(arch: arch_lib.Arch) -> dict[str, tuple[int, int]]:
+    """{tensor: (first step, last step)} under the liveness rule above."""
+    span = {node.name: [i, i] for i, node in enumerate(arch.nodes)}
+    for i, node in enumerate(arch.nodes):
+        for src in node.inputs:
+            span[src][1] = i
+    return {k: (a, b) for k, (a, b) in span.items()}
+
+
+def peak_floats(arch: arch_lib.Arch) -> int:
+    """The largest live set over the schedule, in floats."""
+    size = {name: _numel(shape) for name, shape in arch.shapes.items()}
+    live = [0] * len(arch.nodes)
+    for name, (a, b) in lifetimes(arch).items():
+        for step in range(a, b + 1):
+            live[step] += size[name]
+    return max(live)
+
+
+def _place(order, size, spans) -> tuple[dict[str, int], int]:
+    placed: list[tuple[str, int]] = []
+    offsets: dict[str, int] = {}
+    for name in order:
+        a, b = spans[name]
+        busy = sorted(
+            (off, off + size[other])
+            for other, off in placed
+            if spans[other][0] <= b and a <= spans[other][1]
+        )
+        offset = 0
+        for lo, hi in busy:
+            if offset + size[name] <= lo:
+                break
+            offset = max(offset, hi)
+        offsets[name] = offset
+        placed.append((name, offset))
+    return offsets, max(offsets[n] + size[n] for n in size)
+
+
+def plan(
+    arch: arch_lib.Arch, tries: int = 500, *, strict: bool = True
+) -> tuple[dict[str, int], int]:
+    """({node name: offset in floats}, arena size in floats) of ``arch``.
+
+    Greedy by size (the offline planner of TFLite's arena allocator): the
+    tensors, largest first, each at the lowest offset where it overlaps no
+    already placed tensor that is live at the same time. Where that order
+    fragments (DenseNet's growing concatenations, mostly), seeded random
+    perturbations of the order (sizes jittered by +-30%) are tried until one
+    packs into the peak live size; measured on 15 samples of each DenseNet
+    law, at most 88 tries were needed.
+
+    Large MobileNetV2 s1 and GoogLeNet s1 samples (arenas of megabytes) can
+    stay a few percent above the peak; ``strict=False`` returns the best
+    plan found instead of raising.
+
+    Raises:
+      PlanError: (strict) no order of ``tries`` reached the peak live size.
+    """
+    size = {name: _numel(shape) for name, shape in arch.shapes.items()}
+    spans = lifetimes(arch)
+    peak = peak_floats(arch)
+    order = sorted(size, key=lambda n: (-size[n], spans[n][0]))
+    offsets, arena = _place(order, size, spans)
+    rng = np.random.default_rng(0)
+    for _ in range(tries):
+        if arena == peak:
+            return offsets, arena
+        jitter = dict(zip(size, rng.uniform(0.7, 1.3, len(size)), strict=True))
+        order = sorted(size, key=lambda n: (-size[n] * jitter[n], spans[n][0]))
+        candidate = _place(order, size, spans)
+        if candidate[1] < arena:
+            offsets, arena = candidate
+    if arena != peak and strict:
+        raise PlanError(
+            f"the best arena plan of {tries} orders needs {arena} floats, the "
+            f"peak live set is {peak}"
+        )
+    return offsets, arena
