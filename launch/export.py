@@ -9,7 +9,10 @@ the number format of the stored values: "custom" (the candidate's own, from
 its format search; the default), "half", "float32" or any "eEmM". The
 weights are stored at E + M + 1 bits each (``manifest.json`` gives the bytes,
 equal to ``jnas.cost.memory_bytes(arch, fmt, "folded")``), activations in
-one float32 arena (``jnas.export``).
+one float32 arena (``jnas.export``). ``--onnx`` also writes ``model.onnx``
+(float32 weights) and ``model_fp16.onnx`` (half weights, float32 arithmetic)
+of the same folded network, input "input" in NCHW (``pip install -e
+".[export]"``).
 """
 
 from absl import app, flags
@@ -23,6 +26,9 @@ _CANDIDATE = flags.DEFINE_string("candidate", None, "A record's hash (or prefix)
 _OUT = flags.DEFINE_string("out", None, "Folder for the C project.")
 _FORMAT = flags.DEFINE_string(
     "format", "custom", "custom | half | float32 | eEmM (e.g. e4m3)."
+)
+_ONNX = flags.DEFINE_bool(
+    "onnx", False, "Also write model.onnx (float32) and model_fp16.onnx (needs onnx)."
 )
 flags.mark_flags_as_required(["workdir", "candidate", "out"])
 
@@ -57,6 +63,19 @@ def main(argv):
         launch.fail(str(e))
     arch = arch_lib.from_dict(record["arch"])
     manifest = export.export_c(arch, variables, fmt, _OUT.value)
+    if _ONNX.value:
+        from jnas.export import onnx_model
+
+        try:
+            for dtype, name in (
+                ("float32", "model.onnx"),
+                ("float16", "model_fp16.onnx"),
+            ):
+                half = precision.HALF if dtype == "float16" else None
+                folded = export.inference_model(arch, variables, half)
+                onnx_model.save(folded, f"{_OUT.value}/{name}", dtype)
+        except ImportError as e:
+            launch.fail(str(e))
     print(
         f"{results.model_name(record)} in {manifest['format']}: weights "
         f"{manifest['weight_bytes']} B, arena {manifest['arena_bytes']} B; "

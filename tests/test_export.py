@@ -20,6 +20,12 @@ CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (apt install gcc)")
 
 
+def _forward(arch, variables, images):
+    """jnas's forward pass, compiled once (eager op-by-op is slow here)."""
+    model = nn.create_model(arch)
+    return np.asarray(jax.jit(lambda v, x: nn.apply(model, v, x))(variables, images))
+
+
 def _trained_like(arch, seed=1):
     """Initial variables with BatchNorm statistics and affines made non-trivial."""
     rng = np.random.default_rng(seed)
@@ -84,10 +90,10 @@ def test_folding_keeps_the_function_and_stores_cost_weights(space, law, index):
     assert stored == cost.weights(arch)
     assert (len(folded.affine) > 0) == (space == "densenet")
     x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 32, 32, 3)), jnp.float32)
-    want = nn.apply(nn.create_model(arch), variables, x)
-    got = nn.apply(nn.create_model(folded.arch), folded.variables, x)
+    want = _forward(arch, variables, x)
+    got = _forward(folded.arch, folded.variables, x)
     np.testing.assert_allclose(
-        got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max())
+        got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max())
     )
     offsets, arena = plan.plan(folded.arch)
     assert 4 * arena == cost.peak_activation_bytes(folded.arch, precision.FLOAT32)
@@ -141,7 +147,7 @@ def test_c_runtime_matches_jnas_on_every_family_op(tmp_path, space, law, index, 
     images = np.random.default_rng(3).normal(size=(16, 32, 32, 3)).astype(np.float32)
     got = _run(_build(tmp_path), images)
     model = export.inference_model(arch, variables, fmt)
-    want = np.asarray(nn.apply(nn.create_model(model.arch), model.variables, images))
+    want = _forward(model.arch, model.variables, images)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
@@ -177,7 +183,7 @@ def test_export_command_on_a_trained_candidate_agrees_on_1000_images(
     got = _run(_build(out), images)
     variables = results.load_checkpoint(reference_search.workdir, record["hash"])
     model = export.inference_model(arch, variables, fmt)
-    want = np.asarray(nn.apply(nn.create_model(model.arch), model.variables, images))
+    want = _forward(model.arch, model.variables, images)
     assert np.array_equal(got.argmax(1), want.argmax(1))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
@@ -198,3 +204,26 @@ def test_export_command_names_a_bad_candidate():
     )
     assert proc.returncode != 0
     assert "--candidate='abc' matches 0 of the 0 records" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "space,law,index", [("densenet", "s3", 0), ("googlenet", "s6", 0)]
+)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_onnx_model_matches_jnas_in_onnxruntime(tmp_path, space, law, index, dtype):
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[test]'")
+    from jnas.export import onnx_model
+
+    arch = spaces.sample(space, law, index)
+    variables = _trained_like(arch)
+    fmt = precision.HALF if dtype == "float16" else None
+    model = export.inference_model(arch, variables, fmt)
+    path = onnx_model.save(model, tmp_path / "m.onnx", dtype)
+    images = np.random.default_rng(4).normal(size=(16, 32, 32, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": np.transpose(images, (0, 3, 1, 2))})
+    want = _forward(model.arch, model.variables, images)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    with pytest.raises(ValueError, match="dtype='int8' is not one of float32, float16"):
+        onnx_model.build(model, "int8")

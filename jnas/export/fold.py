@@ -134,9 +134,18 @@ def round_values(folded: Folded, fmt: precision.FloatFormat | None) -> Folded:
     """Every stored value rounded to ``fmt`` (None: float32, unchanged)."""
     if fmt is None:
         return folded
-    q = lambda v: np.asarray(precision.quantize(v, fmt), np.float32)
-    params = {
-        n: {k: q(v) for k, v in p.items()}
+    # One rounding of all values at once: a call per array shape would
+    # compile a program per shape (tens of seconds for a DenseNet).
+    items = [
+        (n, k, np.asarray(v, np.float32))
         for n, p in folded.variables["params"].items()
-    }
+        for k, v in p.items()
+    ]
+    flat = np.concatenate([v.ravel() for _, _, v in items])
+    rounded = np.asarray(precision.quantize(flat, precision.as_format(fmt)))
+    params: dict[str, dict[str, np.ndarray]] = {}
+    at = 0
+    for n, k, v in items:
+        params.setdefault(n, {})[k] = rounded[at : at + v.size].reshape(v.shape)
+        at += v.size
     return dataclasses.replace(folded, variables=dict(folded.variables, params=params))
