@@ -73,6 +73,9 @@ def export_c(
         "peak_activation_bytes": cost.peak_activation_bytes(
             folded.arch, precision.FLOAT32
         ),
+        # RAM besides the arena: one layer's decoded values and one pixel's
+        # accumulators (jnas_runtime.c says why weights are decoded per layer).
+        "scratch_bytes": 4 * (facts["scratch_floats"] + facts["accumulator_floats"]),
         "affine_batchnorms": list(folded.affine),
         "input": "float32 HWC image, normalised as in training",
         "build": "cc -std=c99 -O2 -DJNAS_MODEL='\"model.h\"' jnas_runtime.c main.c "

@@ -104,6 +104,13 @@ def header(
             packed.start.get(node.name, 0), has_bias,
         ]  # fmt: skip
         ops.append("  {" + ", ".join(map(str, fields)) + "},")
+    # Largest run of one node's values (decoded per layer into a scratch
+    # buffer) and widest output (the per-pixel accumulators).
+    counts = {}
+    for name, _, values in fold_lib.stored_values(folded):
+        counts[name] = counts.get(name, 0) + values.size
+    scratch = max(counts.values(), default=1)
+    widest = max(_dims(shapes[n.name])[2] for n in arch.nodes)
     data = ", ".join(str(b) for b in packed.data) or "0"
     offs = ", ".join(map(str, inputs)) or "0"
     chans = ", ".join(map(str, channels)) or "0"
@@ -117,6 +124,8 @@ def header(
             f"#define JNAS_NUM_CLASSES {arch.num_classes}",
             f"#define JNAS_INPUT_FLOATS {int(np.prod(arch.input_shape))}",
             f"#define JNAS_ARENA_FLOATS {arena}",
+            f"#define JNAS_SCRATCH_FLOATS {max(scratch, 1)}",
+            f"#define JNAS_MAX_CHANNELS {max(widest, 1)}",
             f"/* {packed.count} values at {fmt.bits} bits: {len(packed.data)} bytes */",
             f"static const unsigned char jnas_weights[] = {{{data}}};",
             f"static const long jnas_inputs[] = {{{offs}}};",
@@ -132,6 +141,8 @@ def header(
         "values": packed.count,
         "arena_floats": arena,
         "peak_floats": plan.peak_floats(arch),
+        "scratch_floats": scratch,
+        "accumulator_floats": widest,
     }
     return text, facts
 
