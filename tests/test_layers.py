@@ -22,6 +22,7 @@ LAYERS = {
     "data": 2,
     "latency": 2,
     "report": 2,
+    "export": 2,
     "population": 3,
     "search": 4,
 }
