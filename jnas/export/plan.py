@@ -83,8 +83,8 @@ def plan(
     already placed tensor that is live at the same time. Where that order
     fragments (DenseNet's growing concatenations, mostly), seeded random
     perturbations of the order (sizes jittered by +-30%, placed lowest-fit,
-    and by +-70%, placed best-fit, in turn) are tried until one packs into the peak live size
-    (docs/export.md has how often that is reached).
+    and by +-70%, placed best-fit, in turn) are tried until one packs into
+    the peak live size (docs/export.md has how often that is reached).
 
     Large MobileNetV2 s1 and GoogLeNet s1 samples (arenas of megabytes) can
     stay a few percent above the peak; ``strict=False`` returns the best
