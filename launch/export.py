@@ -57,6 +57,14 @@ def main(argv):
         launch.fail(
             f"--format={_FORMAT.value!r}: {e}; allowed: custom, half, float32, eEmM"
         )
+    if record.get("release") is not None:
+        launch.fail(
+            f"{results.model_name(record)} is a replay record (the release's "
+            "accuracy, no trained weights): export needs a candidate trained by "
+            "jnas; train it with --config.search.candidates="
+            f"\"('{record['space']}:{record['law']}:{record['index']}',)\" "
+            "(experiments/reproduce.py) and export from that workdir"
+        )
     try:
         variables = results.load_checkpoint(_WORKDIR.value, record["hash"])
     except results.CheckpointError as e:

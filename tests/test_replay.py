@@ -73,6 +73,23 @@ def test_small_replay_records_resume_and_figures(release, tmp_path):
         capture_output=True,
     )
     assert (figures / "summary.md").read_text() == summary
+    # Export needs trained weights: a replay record is refused, saying how.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.export",
+            f"--workdir={tmp_path}",
+            f"--candidate={records[0]['hash']}",
+            f"--out={tmp_path / 'export'}",
+        ],  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "is a replay record" in proc.stderr
+    assert f"--config.search.candidates=\"('{records[0]['space']}:" in proc.stderr
 
 
 def test_densenet_rows_reproduce_the_papers_float32_model(release, tmp_path):
