@@ -83,7 +83,7 @@ def header(
             _dims(shapes[node.inputs[0]]) if node.inputs else _dims(shapes[node.name])
         )
         oh, ow, oc = _dims(shapes[node.name])
-        kh = kw = sh = sw = ph = pw = groups = 1
+        kh = kw = sh = sw = groups = 1
         ph = pw = 0
         if node.op in ("conv", "maxpool", "avgpool"):
             kh, kw = node.attr("kernel")

@@ -93,28 +93,16 @@ def build(folded: fold_lib.Folded, dtype: str = "float32") -> Any:
             nodes.append(helper.make_node("Add", [out + ".x", shift], [out]))
         elif op == "relu":
             nodes.append(helper.make_node("Relu", ins, [out]))
-        elif op == "maxpool":
-            ph, pw = node.attr("padding")
-            nodes.append(
-                helper.make_node(
-                    "MaxPool",
-                    ins,
-                    [out],
-                    kernel_shape=list(node.attr("kernel")),
-                    strides=list(node.attr("stride")),
-                    pads=[ph, pw, ph, pw],
-                )
-            )
-        elif op == "avgpool":
-            nodes.append(
-                helper.make_node(
-                    "AveragePool",
-                    ins,
-                    [out],
-                    kernel_shape=list(node.attr("kernel")),
-                    strides=list(node.attr("stride")),
-                )
-            )
+        elif op in ("maxpool", "avgpool"):  # jnas never pads an average pool
+            window = {
+                "kernel_shape": list(node.attr("kernel")),
+                "strides": list(node.attr("stride")),
+            }
+            if op == "maxpool":
+                ph, pw = node.attr("padding")
+                window["pads"] = [ph, pw, ph, pw]
+            kind = "MaxPool" if op == "maxpool" else "AveragePool"
+            nodes.append(helper.make_node(kind, ins, [out], **window))
         elif op == "add":
             nodes.append(helper.make_node("Sum", ins, [out]))
         elif op == "concat":

@@ -348,6 +348,7 @@ def load_data(
     if cfg.max_train and cfg.max_train < len(splits["train"][1]):
         # A seeded, class-stratified subset in the original order: the first
         # N of an image folder (sorted by class) would be one or two classes.
+        # seed + 1: not the same draw as the validation split's.
         x, y = splits["train"]
         _, _, x, y = data.split_validation(x, y, cfg.max_train, config.seed + 1)
         splits["train"] = (x, y)
