@@ -1,0 +1,244 @@
+"""The interactive report: one self-contained HTML file, rebuilt from a workdir.
+
+`write_report(workdir)` writes ``report.html``: accuracy vs memory and vs
+latency (one plotly trace per number format, each format's Pareto front,
+budgets as lines), memory and latency budget controls that re-highlight the
+feasible set and its fronts, a details panel for the clicked candidate
+(layers from the IR, costs, format search, learning curve, the export
+command) and a sortable, filterable table of every candidate.
+
+Plotting is plotly's, its library embedded in the file (no network when
+opened). The page's own script is glue only: it filters points by the
+budgets, recomputes each front with `jnas.report.pareto.front`'s rule (cost
+ascending, then accuracy descending, then index; keep strictly rising
+accuracy) and fills the panel and the table. ``window.jnasReport`` exposes
+that state to tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jnas import arch as arch_lib
+from jnas import results
+from jnas.report import pareto
+from jnas.report import records as rec
+
+REPORT = "report.html"
+COLORS = {"float32": "#1f77b4", "half": "#ff7f0e", "custom": "#2ca02c"}
+
+
+def _num(value: Any) -> float | None:
+    v = rec.num(value)
+    return None if math.isnan(v) else v
+
+
+def _layers(record: Mapping[str, Any]) -> list[list[Any]]:
+    if not record.get("arch"):
+        return []
+    arch = arch_lib.from_dict(record["arch"])
+    return [
+        [n.name, n.op, ",".join(n.inputs), "x".join(map(str, arch.shapes[n.name]))]
+        for n in arch.nodes
+    ]
+
+
+def _packed(rows: list[list[Any]]) -> str:
+    raw = json.dumps(rows, separators=(",", ":")).encode()
+    return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
+
+
+def report_data(
+    records: Sequence[Mapping[str, Any]],
+    curves: Sequence[Mapping[str, Any]],
+    workdir: str = "DIR",
+) -> dict[str, Any]:
+    """The JSON the page is built from: one entry per record, in order."""
+    split = rec.choose_split(records)
+    lat = rec.latencies(records)
+    by_hash: dict[str, list[list[Any]]] = {}
+    for row in curves:
+        by_hash.setdefault(row["hash"], []).append(
+            [row["step"], row.get("loss"), row.get("train_accuracy")]
+        )
+    points = []
+    for i, r in enumerate(records):
+        acc = {f: _num(rec.accuracies([r], f, split)[0]) for f in rec.FORMATS}
+        mem = {f: _num(rec.memories([r], f)[0]) for f in rec.FORMATS}
+        points.append(
+            {
+                "i": i,
+                "hash": r["hash"],
+                "name": f"{r.get('space')}:{r.get('law')}:{r.get('index')}",
+                "params": r.get("params"),
+                "flops": r.get("flops"),
+                "latency": _num(lat[i]),
+                "memory": mem,
+                "accuracy": acc,
+                "custom_format": r.get("custom_format"),
+                "feasible": bool(r.get("feasible")),
+                "grid": [
+                    [g.get("format"), g.get("bits"), g.get("val")]
+                    for g in r.get("format_grid") or []
+                ],
+                # Gzip + base64, inflated by the page on click: the layer
+                # tables of the replay's 1617 networks are 18 MB as plain JSON.
+                "layers": _packed(_layers(r)),
+                "curve": by_hash.get(r["hash"], []),
+                "export": None
+                if r.get("release") is not None
+                else (
+                    f"python -m launch.export --workdir={workdir} "
+                    f"--candidate={r['hash'][:12]} --out=export_{r['hash'][:8]}"
+                ),
+            }
+        )
+    return {
+        "split": split,
+        "points": points,
+        "latency_label": rec.latency_label(records),
+    }
+
+
+def fronts(data: Mapping[str, Any], memory: float, latency: float) -> dict[str, list]:
+    """Per format, the front (record indices) of the points within both budgets.
+
+    What the page highlights for those budgets (`jnas.report.pareto.front` on
+    the feasible subset); the browser test compares the two.
+    """
+    out = {}
+    for f in rec.FORMATS:
+        pts = [
+            p
+            for p in data["points"]
+            if p["memory"][f] is not None
+            and p["accuracy"][f] is not None
+            and p["memory"][f] <= memory
+            and (p["latency"] is None or p["latency"] <= latency)
+        ]
+        idx = pareto.front(
+            [p["memory"][f] for p in pts], [p["accuracy"][f] for p in pts]
+        )
+        out[f] = [pts[k]["i"] for k in idx]
+    return out
+
+
+def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
+    import plotly.graph_objects as go
+
+    # WebGL above a few hundred points: SVG markers make a 1,617-record
+    # replay take seconds to draw and to restyle.
+    scatter = go.Scattergl if len(data["points"]) > 300 else go.Scatter
+
+    def figure(x_of, title, x_title, log):
+        fig = go.Figure()
+        for f in rec.FORMATS:
+            pts = [p for p in data["points"] if p["accuracy"][f] is not None]
+            fig.add_trace(
+                scatter(
+                    x=[x_of(p, f) for p in pts],
+                    y=[p["accuracy"][f] for p in pts],
+                    customdata=[p["i"] for p in pts],
+                    mode="markers",
+                    name=f,
+                    marker={"color": COLORS[f], "size": 8},
+                    text=[
+                        f"{p['name']}<br>params {p['params']}, FLOPs {p['flops']}"
+                        f"<br>memory {p['memory'][f]} B, latency {p['latency']} ms"
+                        f"<br>{f}"
+                        + (f" ({p['custom_format']})" if f == "custom" else "")
+                        for p in pts
+                    ],
+                    hovertemplate="%{text}<br>accuracy %{y:.4f}<extra></extra>",
+                )
+            )
+        for f in rec.FORMATS:  # fronts, filled in by the page's script
+            fig.add_trace(
+                go.Scatter(
+                    x=[],
+                    y=[],
+                    mode="lines",
+                    name=f"{f} front",
+                    line={"color": COLORS[f], "shape": "hv"},
+                    hoverinfo="skip",
+                )  # fmt: skip
+            )
+        fig.update_layout(
+            title=title,
+            xaxis={"title": x_title, "type": "log" if log else "linear"},
+            yaxis={"title": f"{data['split']} accuracy"},
+            height=480,
+            margin={"t": 50, "b": 50},
+        )
+        return fig.to_json()
+
+    memory = figure(
+        lambda p, f: p["memory"][f], "Accuracy vs memory", "memory [B]", True
+    )
+    latency = figure(
+        lambda p, f: p["latency"], "Accuracy vs latency", data["latency_label"], True
+    )
+    return memory, latency
+
+
+def render(data: Mapping[str, Any], title: str) -> str:
+    """The whole page (plotly's library inlined)."""
+    from plotly.offline import get_plotlyjs
+
+    memory_fig, latency_fig = _figures(data)
+    script = (Path(__file__).parent / "report.js").read_text()
+    payload = json.dumps(data).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+.row {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.row > div {{ flex: 1 1 560px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
+th {{ cursor: pointer; background: #eee; }}
+#details {{ border: 1px solid #999; padding: 0.5em; min-height: 3em; }}
+code {{ background: #f4f4f4; }}
+</style>
+<script>{get_plotlyjs()}</script>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>{len(data["points"])} candidates; accuracy on the {data["split"]} split.
+Click a point (or a table row) for its details.</p>
+<div>
+  memory budget: <input id="memory" type="range" min="0" max="100" value="100">
+  <span id="memory_value"></span>
+  &nbsp; latency budget: <input id="latency" type="range" min="0" max="100" value="100">
+  <span id="latency_value"></span>
+</div>
+<div class="row"><div id="memory_plot"></div><div id="latency_plot"></div></div>
+<h2>Details</h2><div id="details">No candidate selected.</div>
+<h2>All candidates</h2>
+<p>Filter: <input id="filter" size="40" placeholder="text in any column"></p>
+<table id="table"></table>
+<script id="jnas-data" type="application/json">{payload}</script>
+<script>
+const JNAS_FIGURES = {{memory: {memory_fig}, latency: {latency_fig}}};
+{script}
+</script>
+</body></html>
+"""
+
+
+def write_report(workdir: str | Path) -> Path:
+    """Writes ``workdir/report.html`` from the workdir's records and curves."""
+    workdir = Path(workdir)
+    records = results.load(workdir)
+    if not records:
+        raise rec.NoDataError(f"{workdir} holds no result records to report")
+    data = report_data(records, results.load_curves(workdir), str(workdir))
+    out = workdir / REPORT
+    results.atomic_write(out, render(data, f"jnas search: {workdir.name}"))
+    return out
