@@ -49,8 +49,16 @@ def main():
             "s.dispatchEvent(new Event('input'));"
         )
         moved = time.perf_counter() - start
+        timing = driver.execute_script(
+            "const t = jnasReport.timing; return [performance.timing.responseEnd -"
+            " performance.timing.navigationStart, t.plots, t.ready]"
+        )
         points = driver.execute_script("return jnasReport.pointCount()")
-        print(f"ready {ready:.2f} s, budget move {moved:.2f} s, {points} points drawn")
+        print(
+            f"ready {ready:.2f} s (in the page: file read {timing[0] / 1e3:.2f} s, "
+            f"plots drawn {timing[1] / 1e3:.2f} s, table {timing[2] / 1e3:.2f} s), "
+            f"budget move {moved:.2f} s, {points} points drawn"
+        )
         driver.quit()
 
 
