@@ -50,8 +50,8 @@ def _layers(record: Mapping[str, Any]) -> list[list[Any]]:
     ]
 
 
-def _packed(rows: list[list[Any]]) -> str:
-    raw = json.dumps(rows, separators=(",", ":")).encode()
+def _packed(value: Any) -> str:
+    raw = json.dumps(value, separators=(",", ":")).encode()
     return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
 
 
@@ -88,9 +88,6 @@ def report_data(
                     [g.get("format"), g.get("bits"), g.get("val")]
                     for g in r.get("format_grid") or []
                 ],
-                # Gzip + base64, inflated by the page on click: the layer
-                # tables of the replay's 1617 networks are 18 MB as plain JSON.
-                "layers": _packed(_layers(r)),
                 "curve": by_hash.get(r["hash"], []),
                 "export": None
                 if r.get("release") is not None
@@ -104,6 +101,9 @@ def report_data(
         "split": split,
         "points": points,
         "latency_label": rec.latency_label(records),
+        # Every layer table in one gzip + base64 blob, inflated by the page on
+        # the first click: the replay's 1617 tables are 18 MB as plain JSON.
+        "layers": _packed([_layers(r) for r in records]),
     }
 
 
@@ -137,25 +137,18 @@ def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
     # replay take seconds to draw and to restyle.
     scatter = go.Scattergl if len(data["points"]) > 300 else go.Scatter
 
-    def figure(x_of, title, x_title, log):
+    def figure(title, x_title):
         fig = go.Figure()
         for f in rec.FORMATS:
-            pts = [p for p in data["points"] if p["accuracy"][f] is not None]
+            # The points' x, y, ids and hover texts are filled in by the
+            # page from the data (embedding them here doubled the file).
             fig.add_trace(
                 scatter(
-                    x=[x_of(p, f) for p in pts],
-                    y=[p["accuracy"][f] for p in pts],
-                    customdata=[p["i"] for p in pts],
+                    x=[],
+                    y=[],
                     mode="markers",
                     name=f,
                     marker={"color": COLORS[f], "size": 8},
-                    text=[
-                        f"{p['name']}<br>params {p['params']}, FLOPs {p['flops']}"
-                        f"<br>memory {p['memory'][f]} B, latency {p['latency']} ms"
-                        f"<br>{f}"
-                        + (f" ({p['custom_format']})" if f == "custom" else "")
-                        for p in pts
-                    ],
                     hovertemplate="%{text}<br>accuracy %{y:.4f}<extra></extra>",
                 )
             )
@@ -172,19 +165,15 @@ def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
             )
         fig.update_layout(
             title=title,
-            xaxis={"title": x_title, "type": "log" if log else "linear"},
+            xaxis={"title": x_title, "type": "log"},
             yaxis={"title": f"{data['split']} accuracy"},
             height=480,
             margin={"t": 50, "b": 50},
         )
         return fig.to_json()
 
-    memory = figure(
-        lambda p, f: p["memory"][f], "Accuracy vs memory", "memory [B]", True
-    )
-    latency = figure(
-        lambda p, f: p["latency"], "Accuracy vs latency", data["latency_label"], True
-    )
+    memory = figure("Accuracy vs memory", "memory [B]")
+    latency = figure("Accuracy vs latency", data["latency_label"])
     return memory, latency
 
 

@@ -83,6 +83,17 @@
     return t;
   }
 
+  // Every layer table, stored as one gzip blob (html.py), inflated once.
+  let inflated = null;
+  function layerTables() {
+    if (!inflated) {
+      const bytes = Uint8Array.from(atob(data.layers), (c) => c.charCodeAt(0));
+      inflated = new Response(new Blob([bytes]).stream()
+        .pipeThrough(new DecompressionStream("gzip"))).json();
+    }
+    return inflated;
+  }
+
   function details(i) {
     const p = P[i];
     const box = document.getElementById("details");
@@ -118,10 +129,8 @@
          yaxis2: {overlaying: "y", side: "right"}, margin: {t: 40}});
     }
     window.jnasReport.selected = i;
-    // The layer table is stored gzipped (html.py); inflate it on demand.
-    const bytes = Uint8Array.from(atob(p.layers), (c) => c.charCodeAt(0));
-    new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")))
-      .json().then((layers) => {
+    layerTables().then((tables) => {
+        const layers = tables[i];
         if (window.jnasReport.selected !== i || !layers.length) return;
         box.appendChild(document.createTextNode("Layers (the IR):"));
         box.appendChild(tableOf(["node", "op", "inputs", "output"], layers));
@@ -169,9 +178,26 @@
     details: details,
   };
 
+  // The figures come from plotly's Python API without their points; fill
+  // each format's trace from the data (the memory plot's x is that format's
+  // memory, the latency plot's the candidate's latency).
+  const hover = (p, f) => p.name + "<br>params " + p.params + ", FLOPs " + p.flops +
+    "<br>memory " + p.memory[f] + " B, latency " + show(p.latency) + " ms<br>" + f +
+    (f === "custom" ? " (" + p.custom_format + ")" : "");
+  function withPoints(fig, xOf) {
+    FORMATS.forEach((f, t) => {
+      const pts = P.filter((p) => p.accuracy[f] !== null);
+      Object.assign(fig.data[t], {x: pts.map((p) => xOf(p, f)),
+        y: pts.map((p) => p.accuracy[f]), customdata: pts.map((p) => p.i),
+        text: pts.map((p) => hover(p, f))});
+    });
+    return fig;
+  }
+  const memoryFig = withPoints(JNAS_FIGURES.memory, (p, f) => p.memory[f]);
+  const latencyFig = withPoints(JNAS_FIGURES.latency, (p) => p.latency);
   Promise.all([
-    Plotly.newPlot("memory_plot", JNAS_FIGURES.memory.data, JNAS_FIGURES.memory.layout),
-    Plotly.newPlot("latency_plot", JNAS_FIGURES.latency.data, JNAS_FIGURES.latency.layout),
+    Plotly.newPlot("memory_plot", memoryFig.data, memoryFig.layout),
+    Plotly.newPlot("latency_plot", latencyFig.data, latencyFig.layout),
   ]).then(() => {
     for (const plot of ["memory_plot", "latency_plot"]) {
       document.getElementById(plot).on("plotly_click", (ev) => {
