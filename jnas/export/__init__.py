@@ -70,9 +70,7 @@ def export_c(
         "weight_bytes": facts["weight_bytes"],
         "stored_values": facts["values"],
         "arena_bytes": 4 * facts["arena_floats"],
-        "peak_activation_bytes": cost.peak_activation_bytes(
-            folded.arch, precision.FLOAT32
-        ),
+        "peak_activation_bytes": 4 * facts["peak_floats"],
         # RAM besides the arena: one layer's decoded values and one pixel's
         # accumulators (jnas_runtime.c says why weights are decoded per layer).
         "scratch_bytes": 4 * (facts["scratch_floats"] + facts["accumulator_floats"]),

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from jnas import arch as arch_lib
+from jnas import cost, precision
 
 
 class PlanError(ValueError):
@@ -37,13 +38,9 @@ def lifetimes(arch: arch_lib.Arch) -> dict[str, tuple[int, int]]:
 
 
 def peak_floats(arch: arch_lib.Arch) -> int:
-    """The largest live set over the schedule, in floats."""
-    size = {name: _numel(shape) for name, shape in arch.shapes.items()}
-    live = [0] * len(arch.nodes)
-    for name, (a, b) in lifetimes(arch).items():
-        for step in range(a, b + 1):
-            live[step] += size[name]
-    return max(live)
+    """The largest live set over the schedule, in floats (float32 activations:
+    `cost.peak_activation_bytes` / 4, the cost model's own count)."""
+    return cost.peak_activation_bytes(arch, precision.FLOAT32) // 4
 
 
 def _place(order, size, spans, best_fit=False) -> tuple[dict[str, int], int]:

@@ -54,10 +54,6 @@ from jnas.population import step as train
 
 STRATEGIES = ("vmap", "map", "sequential")
 CONV_IMPLS = nn.nn_ops.CONV_IMPLS
-_next_batch = jax.jit(
-    pipeline.next_batch,
-    static_argnames=("batch_size", "augment", "dtype", "keep_last", "take"),
-)
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -415,21 +411,17 @@ def train_bucket(
       One dict per fetch: "step", and per-candidate arrays "loss" (mean over the
       window's active steps), "accuracy" (training accuracy over the window).
     """
-    num_examples = ds.images.shape[0]
-    loader = pipeline.init_loader(data_key, num_examples)
-    per_epoch, tail = pipeline.batch_shapes(num_examples, batch_size, keep_last)
+    batches = pipeline.iterate(
+        ds,
+        data_key,
+        batch_size=batch_size,
+        num_steps=steps,
+        augment=augment,
+        dtype=jnp.float32,
+        keep_last=keep_last,
+    )
     history, window = [], []
-    for step in range(1, steps + 1):
-        last = step % per_epoch == 0  # the epoch's last step (steps count from 1)
-        loader, images, labels = _next_batch(
-            ds,
-            loader,
-            batch_size=batch_size,
-            augment=augment,
-            dtype=jnp.float32,
-            keep_last=keep_last,
-            take=tail if last else batch_size,
-        )
+    for step, (images, labels) in enumerate(batches, 1):
         window.append(trainer.step(images, labels))
         # Step 1 too: it ends the compile, so a watcher hears of it early.
         if step == 1 or step % log_every == 0 or step == steps:

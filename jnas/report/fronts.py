@@ -22,6 +22,7 @@ from typing import Any
 
 from jnas import arch as arch_lib
 from jnas import cost, precision
+from jnas.report import pareto
 
 KINDS = ("float32", "half", "custom")
 KIB = 1024
@@ -108,8 +109,11 @@ def points(
 
 def best_under(pts: Sequence[Point], kind: str, budget: float) -> Point | None:
     """The most accurate point of ``kind`` within ``budget`` bytes (None if none)."""
-    fits = [p for p in pts if p.kind == kind and p.memory_bytes <= budget]
-    return max(fits, key=lambda p: (p.accuracy, -p.memory_bytes), default=None)
+    own = [p for p in pts if p.kind == kind]
+    i = pareto.best_under(
+        [p.memory_bytes for p in own], [p.accuracy for p in own], budget
+    )
+    return None if i is None else own[i]
 
 
 def front_table(pts: Sequence[Point], budgets: Iterable[float]) -> str:
