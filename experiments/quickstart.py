@@ -126,6 +126,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Worker processes on this host: 0 = one worker pinned to each core
     # on a CPU-only host (the fastest way to use a CPU), 1 = this process.
     c.distributed.local_workers = 0
+    # Bucket queue: "longest_first" (shortest run) or "shortest_first"
+    # (finished candidates soonest, e.g. for a long run done in sittings).
+    c.distributed.queue_order = "longest_first"
 
     if arg == "tiny":  # the tests' version: seconds, not minutes
         c.distributed.local_workers = 1  # tests start their processes themselves

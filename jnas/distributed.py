@@ -37,6 +37,8 @@ import jax
 from absl import logging
 
 INIT_MODES = ("auto", "always", "never")
+# How the bucket queue is ordered (`queue_order`).
+QUEUE_ORDERS = ("longest_first", "shortest_first")
 # "auto" local workers on a CPU-only host: one per core, at most this many.
 MAX_AUTO_WORKERS = 8
 # Environment variables that mean "this process is one of several".
@@ -99,6 +101,24 @@ def longest_first(costs: Sequence[float]) -> list[int]:
     (the LPT rule), whichever process takes them.
     """
     return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+
+
+def queue_order(costs: Sequence[float], rule: str = "longest_first") -> list[int]:
+    """The queue's order under `rule` (one of `QUEUE_ORDERS`).
+
+    "longest_first" (the default, `longest_first`) gives the shortest run;
+    "shortest_first" gives finished candidates soonest, for a long run done
+    in sittings (e.g. a reproduction whose results are kept between them),
+    at the price of a longer tail.
+    """
+    if rule not in QUEUE_ORDERS:
+        raise ValueError(
+            f"config.distributed.queue_order={rule!r} is not one of "
+            f"{', '.join(map(repr, QUEUE_ORDERS))}"
+        )
+    if rule == "shortest_first":
+        return sorted(range(len(costs)), key=lambda i: (costs[i], i))
+    return longest_first(costs)
 
 
 def take(order: Sequence[int], name: str, *, client: Any = None) -> Iterator[int]:

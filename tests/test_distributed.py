@@ -99,6 +99,7 @@ def reference(reference_search):
         ("process_id", -5, r"process_id=-5 must be -1"),
         ("coordinator_address", "localhost", r"coordinator_address='localhost'"),
         ("local_workers", -1, r"local_workers=-1 must be an integer >= 0"),
+        ("queue_order", "random", r"queue_order='random'.*'shortest_first'"),
     ],
 )
 def test_bad_distributed_keys_name_the_key(key, value, message):
@@ -111,6 +112,13 @@ def test_bad_distributed_keys_name_the_key(key, value, message):
 def test_queue_hands_each_bucket_to_one_process_longest_first():
     assert distributed.longest_first([2.0, 9.0, 3.0, 9.0]) == [1, 3, 2, 0]
     assert distributed.longest_first([1.0] * 3) == [0, 1, 2]
+    assert distributed.queue_order([2.0, 9.0, 3.0, 9.0]) == [1, 3, 2, 0]
+    assert distributed.queue_order([2.0, 9.0, 3.0, 2.0], "shortest_first") == [
+        0,
+        3,
+        2,
+        1,
+    ]
     assert list(distributed.take([2, 0, 1], "one process")) == [2, 0, 1]
 
     class Counter:  # the coordination service's key_value_increment

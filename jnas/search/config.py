@@ -233,6 +233,8 @@ def _validate_distributed(dist: Any) -> None:
         _positive(
             "distributed.local_workers", dist.local_workers, integer=True, zero=True
         )
+    if "queue_order" in dist:
+        _allowed("distributed.queue_order", dist.queue_order, distributed.QUEUE_ORDERS)
     pid = dist.process_id
     if not isinstance(pid, int) or pid < -1:
         raise ValueError(

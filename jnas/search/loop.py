@@ -105,7 +105,9 @@ def run(
         # then goes to whichever process is free first (one per process
         # with static shares left a worker idle for minutes when the cost
         # estimate was off).
-        order = distributed.longest_first([_bucket_cost(config, b) for b, _ in plan])
+        costs = [_bucket_cost(config, b) for b, _ in plan]
+        rule = dist.get("queue_order", "longest_first") if dist else "longest_first"
+        order = distributed.queue_order(costs, rule)
         for b in distributed.take(order, f"round{round_index}"):
             bucket, indices = plan[b]
             todo = [i for i in indices if keep[i][0].hash not in known]
