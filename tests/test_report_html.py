@@ -114,6 +114,17 @@ def test_report_loads_offline_and_follows_the_budgets(
     )
     rows = browser.find_elements("css selector", "#table tr")
     assert 1 < len(rows) <= len(records) + 1 and name in rows[1].text
+    # Long tables show a page of rows until "show all" is clicked.
+    browser.execute_script(
+        "jnasReport.view.pageSize = 1; const f = document.getElementById('filter');"
+        "f.value = ''; f.dispatchEvent(new Event('input'));"
+    )
+    assert len(browser.find_elements("css selector", "#table tr")) == 2
+    shown = browser.find_element("id", "rows_shown").text
+    assert shown == f"1 of {len(records)} matching candidates shown"
+    browser.find_element("id", "show_all").click()
+    assert len(browser.find_elements("css selector", "#table tr")) == len(records) + 1
+    assert not browser.find_element("id", "show_all").is_displayed()
 
 
 def _nan(values):

@@ -8,7 +8,10 @@ feasible set and its fronts, a details panel for the clicked candidate
 command) and a sortable, filterable table of every candidate.
 
 Plotting is plotly's, its library embedded in the file (no network when
-opened). The page's own script is glue only: it filters points by the
+opened): plotly.js's basic bundle (scatter traces only), vendored in
+``vendor/`` because the browser runs the embedded library before it draws
+anything and the full bundle's start alone took longer than the page's 2 s
+budget (vendor/README.md). The page's own script is glue only: it filters points by the
 budgets, recomputes each front with `jnas.report.pareto.front`'s rule (cost
 ascending, then accuracy descending, then index; keep strictly rising
 accuracy) and fills the panel and the table. ``window.jnasReport`` exposes
@@ -32,6 +35,7 @@ from jnas.report import pareto
 from jnas.report import records as rec
 
 REPORT = "report.html"
+PLOTLY_JS = Path(__file__).parent / "vendor" / "plotly-basic.min.js"
 COLORS = {"float32": "#1f77b4", "half": "#ff7f0e", "custom": "#2ca02c"}
 
 
@@ -133,17 +137,15 @@ def fronts(data: Mapping[str, Any], memory: float, latency: float) -> dict[str, 
 def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
     import plotly.graph_objects as go
 
-    # WebGL above a few hundred points: SVG markers make a 1,617-record
-    # replay take seconds to draw and to restyle.
-    scatter = go.Scattergl if len(data["points"]) > 300 else go.Scatter
-
+    # SVG markers (the basic bundle has no WebGL traces): a 1,617-record
+    # replay draws both plots in about 0.6 s (benchmarks/report_open.py).
     def figure(title, x_title):
         fig = go.Figure()
         for f in rec.FORMATS:
             # The points' x, y, ids and hover texts are filled in by the
             # page from the data (embedding them here doubled the file).
             fig.add_trace(
-                scatter(
+                go.Scatter(
                     x=[],
                     y=[],
                     mode="markers",
@@ -164,11 +166,14 @@ def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
                 )  # fmt: skip
             )
         fig.update_layout(
-            title=title,
+            title={"text": title, "x": 0.06, "xanchor": "left"},
             xaxis={"title": x_title, "type": "log"},
             yaxis={"title": f"{data['split']} accuracy"},
             height=480,
             margin={"t": 50, "b": 50},
+            # plotly.js's own look: the default Python template (7 kB of
+            # per-trace defaults) cost about 0.5 s of drawing per page.
+            template="none",
         )
         return fig.to_json()
 
@@ -179,8 +184,6 @@ def _figures(data: Mapping[str, Any]) -> tuple[str, str]:
 
 def render(data: Mapping[str, Any], title: str) -> str:
     """The whole page (plotly's library inlined)."""
-    from plotly.offline import get_plotlyjs
-
     memory_fig, latency_fig = _figures(data)
     script = (Path(__file__).parent / "report.js").read_text()
     payload = json.dumps(data).replace("</", "<\\/")
@@ -196,7 +199,7 @@ th {{ cursor: pointer; background: #eee; }}
 #details {{ border: 1px solid #999; padding: 0.5em; min-height: 3em; }}
 code {{ background: #f4f4f4; }}
 </style>
-<script>{get_plotlyjs()}</script>
+<script>{PLOTLY_JS.read_text(encoding="utf-8")}</script>
 </head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(data["points"])} candidates; accuracy on the {data["split"]} split.
@@ -212,6 +215,7 @@ Click a point (or a table row) for its details.</p>
 <h2>All candidates</h2>
 <p>Filter: <input id="filter" size="40" placeholder="text in any column"></p>
 <table id="table"></table>
+<p><span id="rows_shown"></span> <button id="show_all" hidden>show all</button></p>
 <script id="jnas-data" type="application/json">{payload}</script>
 <script>
 const JNAS_FIGURES = {{memory: {memory_fig}, latency: {latency_fig}}};
