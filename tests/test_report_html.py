@@ -85,6 +85,15 @@ def test_report_loads_offline_and_follows_the_budgets(
         memory = budgets["memory"] if budgets["memory"] is not None else math.inf
         got = browser.execute_script("return jnasReport.fronts()")
         assert got == html.fronts(data, memory, math.inf), value
+        # The latency plot draws the accuracy-vs-latency front (its own x).
+        want = html.fronts(data, memory, math.inf, cost="latency")
+        assert browser.execute_script("return jnasReport.latencyFronts()") == want
+        drawn = browser.execute_script(
+            "return document.getElementById('latency_plot').data.slice(3, 6)"
+            ".map(t => t.x)"
+        )
+        points = data["points"]
+        assert drawn == [[points[i]["latency"] for i in want[f]] for f in rec.FORMATS]
     assert browser.execute_script("return jnasReport.fronts().float32.length") > 0
     # Clicking a drawn point opens its details.
     from selenium.webdriver.common.action_chains import ActionChains

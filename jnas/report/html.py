@@ -111,11 +111,14 @@ def report_data(
     }
 
 
-def fronts(data: Mapping[str, Any], memory: float, latency: float) -> dict[str, list]:
+def fronts(
+    data: Mapping[str, Any], memory: float, latency: float, cost: str = "memory"
+) -> dict[str, list]:
     """Per format, the front (record indices) of the points within both budgets.
 
     What the page highlights for those budgets (`jnas.report.pareto.front` on
-    the feasible subset); the browser test compares the two.
+    the feasible subset), accuracy against `cost` ("memory" in that format,
+    or "latency": each plot's x); the browser test compares the two.
     """
     out = {}
     for f in rec.FORMATS:
@@ -126,10 +129,10 @@ def fronts(data: Mapping[str, Any], memory: float, latency: float) -> dict[str, 
             and p["accuracy"][f] is not None
             and p["memory"][f] <= memory
             and (p["latency"] is None or p["latency"] <= latency)
+            and (cost == "memory" or p["latency"] is not None)
         ]
-        idx = pareto.front(
-            [p["memory"][f] for p in pts], [p["accuracy"][f] for p in pts]
-        )
+        costs = [p["memory"][f] if cost == "memory" else p["latency"] for p in pts]
+        idx = pareto.front(costs, [p["accuracy"][f] for p in pts])
         out[f] = [pts[k]["i"] for k in idx]
     return out
 

@@ -20,9 +20,13 @@
   }
   // pareto.front: cost ascending, accuracy descending, index ascending;
   // keep the points whose accuracy rises strictly.
-  function front(f) {
-    const pts = P.filter((p) => p.accuracy[f] !== null && fits(p, f));
-    pts.sort((a, b) => a.memory[f] - b.memory[f] ||
+  // The cost is the plot's x: memory in format f, or latency.
+  const memoryOf = (p, f) => p.memory[f];
+  const latencyOf = (p) => p.latency;
+  function front(f, costOf = memoryOf) {
+    const pts = P.filter((p) => p.accuracy[f] !== null && costOf(p, f) !== null &&
+      fits(p, f));
+    pts.sort((a, b) => costOf(a, f) - costOf(b, f) ||
       b.accuracy[f] - a.accuracy[f] || a.i - b.i);
     const kept = [];
     let best = -Infinity;
@@ -33,9 +37,8 @@
   }
 
   function draw() {
-    const fronts = FORMATS.map(front);
-    for (const [plot, xOf] of [["memory_plot", (p, f) => p.memory[f]],
-                               ["latency_plot", (p) => p.latency]]) {
+    for (const [plot, xOf] of [["memory_plot", memoryOf], ["latency_plot", latencyOf]]) {
+      const fronts = FORMATS.map((f) => front(f, xOf));
       const div = document.getElementById(plot);
       // One update per plot (each restyle or relayout redraws it).
       const colors = [], xs = [], ys = [];
@@ -186,6 +189,7 @@
     highlighted: () => Object.fromEntries(FORMATS.map((f) =>
       [f, P.filter((p) => p.accuracy[f] !== null && fits(p, f)).map((p) => p.i)])),
     fronts: () => Object.fromEntries(FORMATS.map((f) => [f, front(f)])),
+    latencyFronts: () => Object.fromEntries(FORMATS.map((f) => [f, front(f, latencyOf)])),
     budgets: () => ({memory: state.memory, latency: state.latency}),
     selected: null,
     view: view,  // table rows: the first view.pageSize unless view.all
@@ -206,14 +210,14 @@
       Object.assign(fig.data[t], {x: pts.map((p) => xOf(p, f)),
         y: pts.map((p) => p.accuracy[f]), customdata: pts.map((p) => p.i),
         text: pts.map((p) => hover(p, f))});
-      const kept = front(f);
+      const kept = front(f, xOf);
       Object.assign(fig.data[FORMATS.length + t], {x: kept.map((i) => xOf(P[i], f)),
         y: kept.map((i) => P[i].accuracy[f])});
     });
     return fig;
   }
-  const memoryFig = withPoints(JNAS_FIGURES.memory, (p, f) => p.memory[f]);
-  const latencyFig = withPoints(JNAS_FIGURES.latency, (p) => p.latency);
+  const memoryFig = withPoints(JNAS_FIGURES.memory, memoryOf);
+  const latencyFig = withPoints(JNAS_FIGURES.latency, latencyOf);
   Promise.all([
     Plotly.newPlot("memory_plot", memoryFig.data, memoryFig.layout),
     Plotly.newPlot("latency_plot", latencyFig.data, latencyFig.layout),
