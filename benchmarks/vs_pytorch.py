@@ -137,7 +137,7 @@ def make_batches(args, input_shape, num_classes):
 def run_jnas(archs, args, pool, queue=None, barrier=None):
     """One jnas run; returns its timings (seconds) and bucket summary.
 
-    `queue`: a counter shared with the other workers (`_SharedCounter`); the
+    `queue`: a store shared with the other workers (`_SharedStore`); the
     worker takes the plan's buckets from it as the search's processes do
     (`distributed.take`, longest first). None: every bucket, in plan order.
     `barrier`: waited on once everything is imported and the batches are on
@@ -235,20 +235,32 @@ def _jnas_plan(archs, args):
     )
 
 
-class _SharedCounter:
-    """`distributed.take`'s client over a multiprocessing counter: the same
-    queue as the search's (there, a counter in JAX's coordination service)."""
+class _SharedStore:
+    """`distributed.take`'s client over a multiprocessing dict: the same queue
+    as the search's (there, keys in JAX's coordination service)."""
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, values, lock, rank):
+        self.values, self.lock, self.process_index = values, lock, rank
 
     def key_value_increment(self, key, by):
-        with self.value.get_lock():
-            self.value.value += by
-            return self.value.value
+        with self.lock:
+            self.values[key] = self.values.get(key, 0) + by
+            return self.values[key]
+
+    def key_value_set(self, key, value, allow_overwrite=False):
+        with self.lock:
+            if key in self.values and not allow_overwrite:
+                raise KeyError(f"key {key} already exists")
+            self.values[key] = value
+
+    def key_value_dir_get(self, prefix):
+        if prefix == "jnas/alive/":  # the benchmark's workers do not die
+            return [(f"{prefix}{r}", str(time.monotonic())) for r in range(64)]
+        with self.lock:
+            return [(k, str(v)) for k, v in self.values.items() if k.startswith(prefix)]
 
 
-def jnas_worker(rank, jobs, counter, args, pool_path, barrier, queue):
+def jnas_worker(rank, jobs, store, args, pool_path, barrier, queue):
     """A jnas worker of the "procs" layout: pinned to core `rank`, it takes
     buckets from the shared queue, as `launch.search`'s local workers do."""
     try:
@@ -259,7 +271,7 @@ def jnas_worker(rank, jobs, counter, args, pool_path, barrier, queue):
         with np.load(pool_path) as pool:
             batches = (pool["images"], pool["labels"])
         result = run_jnas(
-            archs, args, batches, queue=_SharedCounter(counter), barrier=barrier
+            archs, args, batches, queue=_SharedStore(*store, rank), barrier=barrier
         )
         queue.put({"rank": rank, **result})
     except BaseException as err:  # noqa: BLE001 - reported to the parent
@@ -273,7 +285,8 @@ def run_jnas_procs(archs, args, pool_path, workers):
     taking the plan's buckets from one queue (`distributed.take`)."""
     ctx = mp.get_context("spawn")
     ranks = range(min(workers, len(_jnas_plan(archs, args))))
-    counter = ctx.Value("i", 0)
+    manager = ctx.Manager()
+    store = (manager.dict(), manager.Lock())
     barrier = ctx.Barrier(len(ranks) + 1)
     queue = ctx.Queue()
     jobs = [a.to_json() for a in archs]
@@ -283,7 +296,7 @@ def run_jnas_procs(archs, args, pool_path, workers):
             args=(
                 r,
                 jobs,
-                counter,
+                store,
                 args,
                 pool_path,
                 barrier,

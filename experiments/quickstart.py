@@ -121,6 +121,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.distributed.coordinator_address = ""  # "host:port" of process 0 ("" = env)
     c.distributed.num_processes = 0  # 0 = from the environment / one process
     c.distributed.process_id = -1  # -1 = from the environment
+    # Seconds without heartbeats after which a process counts as dead and its
+    # unfinished bucket goes to another (JAX's default, 100).
+    c.distributed.heartbeat_timeout_s = 100
     c.distributed.mesh_candidates = -1  # devices on the candidates axis (-1: all)
     c.distributed.mesh_data = 1  # devices splitting each batch (1: replicated)
     # Worker processes on this host: 0 = one worker pinned to each core
@@ -129,6 +132,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Bucket queue: "longest_first" (shortest run) or "shortest_first"
     # (finished candidates soonest, e.g. for a long run done in sittings).
     c.distributed.queue_order = "longest_first"
+    # Pods: split any bucket costing more than the round's total over
+    # (processes x balance), so no one bucket decides when the round ends
+    # (docs/scale-out.md; 4 is what benchmarks/pod_simulation.py measures).
+    # 0 = off: the plan does not depend on the process count.
+    c.distributed.balance = 0.0
 
     if arg == "tiny":  # the tests' version: seconds, not minutes
         c.distributed.local_workers = 1  # tests start their processes themselves

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -37,6 +38,11 @@ import jax
 from absl import logging
 
 INIT_MODES = ("auto", "always", "never")
+# Seconds without a heartbeat after which a process counts as dead (set by
+# `initialize` from config.heartbeat_timeout_s).
+_LEASE_S = 100.0
+# Seconds between a process's heartbeats (`_start_heartbeat`).
+HEARTBEAT_S = 1.0
 # How the bucket queue is ordered (`queue_order`).
 QUEUE_ORDERS = ("longest_first", "shortest_first")
 # "auto" local workers on a CPU-only host: one per core, at most this many.
@@ -79,11 +85,19 @@ def initialize(config: Any) -> bool:
         return False
     if jax.distributed.is_initialized():
         return True
+    # A process that dies must not end the others: its unfinished bucket
+    # goes to a live one (`take`). Nothing in a search spans processes but
+    # the coordination service (each trains on its own devices).
+    jax.config.update("jax_enable_recoverability", True)
     jax.distributed.initialize(
         coordinator_address=config.coordinator_address or None,
         num_processes=config.num_processes or None,
         process_id=None if config.process_id < 0 else config.process_id,
+        heartbeat_timeout_seconds=config.get("heartbeat_timeout_s", 100),
     )
+    global _LEASE_S
+    _LEASE_S = float(config.get("heartbeat_timeout_s", 100))
+    _start_heartbeat(_coordination_client(), jax.process_index())
     logging.info(
         "jax.distributed: process %d of %d, %d local devices, %d in all",
         jax.process_index(),
@@ -121,34 +135,228 @@ def queue_order(costs: Sequence[float], rule: str = "longest_first") -> list[int
     return longest_first(costs)
 
 
-def take(order: Sequence[int], name: str, *, client: Any = None) -> Iterator[int]:
-    """Yields the items of `order` that this process takes, as it gets free.
+def take(
+    order: Sequence[int],
+    name: str,
+    *,
+    client: Any = None,
+    poll_s: float = 1.0,
+    lease_s: float | None = None,
+) -> Iterator[int]:
+    """Iterates a `WorkQueue` over `order`: the items this process takes."""
+    return iter(WorkQueue(order, name, client=client, poll_s=poll_s, lease_s=lease_s))
 
-    A work queue over every process: each item goes to exactly one process,
-    the next one to whichever asks first. A process asks when the consumer of
-    this generator wants the next item (after finishing the previous one), so
-    the processes stay busy until the queue is empty, however wrong the cost
-    estimates behind `order` are. The queue's position is a counter in JAX's
-    coordination service (`key_value_increment`), which only lives as long as
-    the job: a restarted job starts a fresh queue (its finished items are
-    skipped by the caller). With one process every item is yielded in order.
+
+class WorkQueue:
+    """A work queue over every process; iterate it for this process's items.
+
+    Each item goes to exactly one live process, the next one to whichever
+    asks first. A process asks when it wants the next item, i.e. after
+    finishing the previous one, so the processes stay busy until the queue is
+    empty however wrong the cost estimates behind `order` are; nobody waits
+    for anybody until the queue is empty. When it is, iteration ends only
+    once every item is done: the end of the queue is the round's one meeting
+    point. An item is done when its taker asks for the next one (so the
+    records it wrote are on disk).
+
+    Everything lives in JAX's coordination service (the distributed
+    runtime's key-value store that `jax.distributed` starts), under
+    ``jnas/queue/<name>/``: a counter hands out positions
+    (`key_value_increment`), and an item is owned by whoever creates its
+    owner key first (`key_value_set` without overwrite is atomic). Every
+    process bumps its counter ``jnas/alive/<process>`` each `HEARTBEAT_S`
+    (`initialize` starts that thread); a process whose counter has not moved
+    for ``lease_s`` (config ``heartbeat_timeout_s``, also the service's own
+    heartbeat timeout) counts as dead. (The service's `get_live_nodes` would
+    say it directly, but it is a rendezvous: it waits for every process
+    asked about, i.e. for a busy one to finish its bucket.) A dead process's
+    unfinished item goes to the first live process that finds it at the end
+    of the queue, under the item's next owner key; `taken_over` then says
+    so (the taker should look again at what the dead one recorded). Keys
+    live as long as the job: a restarted job starts a fresh queue (the
+    caller skips finished items).
+    With one process every item is yielded in order.
 
     Args:
-      order: the items, in the order to hand them out (`longest_first`).
+      order: the items, in the order to hand them out (`queue_order`).
       name: the queue's name, unique per job and queue (e.g. per round).
-      client: the coordination client (default: `jax.distributed`'s).
-
-    Yields:
-      Items of `order`, in order.
+      client: the coordination client (default: `jax.distributed`'s): needs
+        key_value_increment, key_value_set and key_value_dir_get.
+      poll_s: seconds between looks at the others' progress while waiting at
+        the end of the queue.
+      lease_s: seconds without a heartbeat after which a process is dead
+        (default: what `initialize` set).
     """
-    if client is None:
-        if jax.process_count() == 1:
-            yield from order
-            return
-        client = _coordination_client()
-    key = f"jnas/queue/{name}"
-    while (position := client.key_value_increment(key, 1) - 1) < len(order):
-        yield order[position]
+
+    def __init__(self, order, name, *, client=None, poll_s=1.0, lease_s=None):
+        self.order, self.name, self.poll_s = list(order), name, poll_s
+        self.client, self.lease_s = client, lease_s
+        self.prefix = f"jnas/queue/{name}"
+        self.taken_over = False  # the last item came from a dead process
+
+    def __iter__(self) -> Iterator[int]:
+        client = self.client
+        if client is None:
+            if jax.process_count() == 1:
+                yield from self.order
+                return
+            client = self.client = _coordination_client()
+        self.pid = _process_index(client)
+        self.liveness = Liveness(
+            client, _LEASE_S if self.lease_s is None else self.lease_s
+        )
+        counter = f"{self.prefix}/next"
+        while True:
+            # A dead process's item first: it is late already, and an item
+            # left for the end of the queue would decide when the round ends.
+            if self.liveness.someone_died():
+                item = self._take_orphan(owned_only=True)
+                if item is not None:
+                    yield from self._run(item, taken_over=True)
+                    continue
+            position = client.key_value_increment(counter, 1) - 1
+            if position >= len(self.order):
+                break
+            item = self.order[position]
+            if self._claim(item, 0):  # lost only to a process taking it over
+                yield from self._run(item, taken_over=False)
+        while True:  # the end of the queue: wait for the others, take orphans
+            pending, _ = self._survey()
+            if not pending:
+                return
+            item = self._take_orphan(owned_only=False)
+            if item is None:
+                time.sleep(self.poll_s)
+            else:
+                yield from self._run(item, taken_over=True)
+
+    def _run(self, item: int, taken_over: bool) -> Iterator[int]:
+        if taken_over:
+            logging.warning(
+                "queue %s: the process holding item %d stopped; process %d "
+                "takes it over",
+                self.name,
+                item,
+                self.pid,
+            )
+        self.taken_over = taken_over
+        yield item
+        self.taken_over = False
+        self._finish(item)
+
+    def _take_orphan(self, owned_only: bool) -> int | None:
+        """Claims an item a dead process held (or, unless `owned_only`, one
+        nobody holds: only at the end of the queue); None if there is none."""
+        _, claimable = self._survey()
+        for item, generation, owned in claimable:
+            if (owned or not owned_only) and self._claim(item, generation):
+                return item
+        return None
+
+    def _claim(self, item: int, generation: int) -> bool:
+        try:
+            self.client.key_value_set(
+                f"{self.prefix}/owner/{item}/{generation}", str(self.pid)
+            )
+        except Exception as e:  # noqa: BLE001 - the service's ALREADY_EXISTS
+            if "already exists" not in str(e).lower():
+                raise
+            return False
+        return True
+
+    def _finish(self, item: int) -> None:
+        self.client.key_value_set(
+            f"{self.prefix}/done/{item}", str(self.pid), allow_overwrite=True
+        )
+
+    def _survey(self):
+        """Items not done, and those this process may claim.
+
+        An item is claimable when its newest owner is not alive, or when it
+        has no owner (its taker died between the counter and the claim).
+        """
+        client = self.client
+        done = {_last(k) for k, _ in client.key_value_dir_get(f"{self.prefix}/done/")}
+        pending = [i for i in self.order if str(i) not in done]
+        if not pending:
+            return [], []
+        owners: dict[int, tuple[int, int]] = {}  # item: (generation, pid)
+        for key, value in client.key_value_dir_get(f"{self.prefix}/owner/"):
+            item, generation = (int(x) for x in key.rsplit("/", 2)[-2:])
+            if generation >= owners.get(item, (-1, -1))[0]:
+                owners[item] = (generation, int(value))
+        live = self.liveness.alive()
+        claimable = []  # (item, generation to claim, whether it had an owner)
+        for item in pending:
+            if item not in owners:
+                claimable.append((item, 0, False))
+            elif owners[item][1] not in live:
+                claimable.append((item, owners[item][0] + 1, True))
+        return pending, claimable
+
+
+class Liveness:
+    """Which processes are alive, from their heartbeat counters.
+
+    A process is alive while its ``jnas/alive/<process>`` counter keeps
+    moving: one that has not moved for `lease_s` seconds of this process's
+    clock (so hosts' clocks need not agree) is dead, and so is one never
+    seen beating within `lease_s` of the first look.
+    """
+
+    def __init__(self, client: Any, lease_s: float):
+        self.client, self.lease_s = client, lease_s
+        self.seen: dict[int, tuple[str, float]] = {}  # process: (count, when moved)
+        self.since = time.monotonic()
+
+    def alive(self) -> set[int]:
+        now = time.monotonic()
+        for key, count in self.client.key_value_dir_get(f"{_ALIVE}/"):
+            pid = int(_last(key))
+            if self.seen.get(pid, (None, 0.0))[0] != count:
+                self.seen[pid] = (count, now)
+        return {
+            pid for pid, (_, moved) in self.seen.items() if now - moved <= self.lease_s
+        }
+
+    def someone_died(self) -> bool:
+        """Whether a process once seen beating has stopped."""
+        return bool(set(self.seen) - self.alive())
+
+    def stopped(self, pids: Sequence[int]) -> bool:
+        """Whether every process of `pids` is dead or has said it is done."""
+        done = {_last(k) for k, _ in self.client.key_value_dir_get(f"{_EXITED}/")}
+        alive = self.alive()
+        if time.monotonic() - self.since <= self.lease_s:  # not beating yet?
+            alive |= {p for p in pids if p not in self.seen}
+        return all(str(p) in done or p not in alive for p in pids)
+
+
+_ALIVE = "jnas/alive"
+_EXITED = "jnas/exited"
+
+
+def _start_heartbeat(client: Any, pid: int) -> None:
+    """Bumps ``jnas/alive/<pid>`` every `HEARTBEAT_S` until the service goes."""
+
+    def beat():
+        while True:
+            try:
+                client.key_value_increment(f"{_ALIVE}/{pid}", 1)
+            except Exception:  # noqa: BLE001 - the service shut down: stop
+                return
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=beat, name="jnas-heartbeat", daemon=True).start()
+
+
+def _last(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def _process_index(client: Any) -> int:
+    pid = getattr(client, "process_index", None)  # test clients say who they are
+    return jax.process_index() if pid is None else pid
 
 
 def _coordination_client() -> Any:
@@ -163,6 +371,30 @@ def _coordination_client() -> Any:
             "start the job with jnas.distributed.initialize"
         )
     return client
+
+
+def finish(timeout_s: float = 120.0) -> None:
+    """Ends this process's part in the job; process 0, which holds the
+    coordination service, goes last.
+
+    Processes other than 0 say so (``jnas/exited/<process>``) and disconnect;
+    process 0 waits until every other process has said so or is dead (at
+    most `timeout_s`), then shuts the service down (a process still
+    connected when the service goes away is ended by JAX with a fatal
+    error). A no-op for one process.
+    """
+    if jax.process_count() == 1 or not jax.distributed.is_initialized():
+        return
+    client, pid = _coordination_client(), jax.process_index()
+    if pid != 0:
+        client.key_value_set(f"{_EXITED}/{pid}", "1", allow_overwrite=True)
+    else:
+        liveness = Liveness(client, _LEASE_S)
+        others = range(1, jax.process_count())
+        deadline = time.monotonic() + timeout_s
+        while not liveness.stopped(others) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    jax.distributed.shutdown()
 
 
 def barrier(name: str) -> None:

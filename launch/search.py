@@ -72,16 +72,18 @@ def main(argv):
         search.run(config, workdir, adopt_records=_ADOPT.value)
     except (search.NoFeasibleCandidatesError, results.ConfigMismatchError) as e:
         launch.fail(str(e))
-    if jax.process_index() != 0:
-        return  # process 0 merged every process's records; it writes figures
-    records = results.load(workdir)
-    paths = plots.write_all(
-        records,
-        f"{workdir}/{plots.FIGURES_DIR}",
-        curves=results.load_curves(workdir),
-        **plots.options_from_config(config.to_dict()),
-    )
-    logging.info("%d candidates; figures: %s", len(records), ", ".join(map(str, paths)))
+    if jax.process_index() == 0:  # it merged every process's records
+        records = results.load(workdir)
+        paths = plots.write_all(
+            records,
+            f"{workdir}/{plots.FIGURES_DIR}",
+            curves=results.load_curves(workdir),
+            **plots.options_from_config(config.to_dict()),
+        )
+        logging.info(
+            "%d candidates; figures: %s", len(records), ", ".join(map(str, paths))
+        )
+    distributed.finish()  # process 0, the coordination service, goes last
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -121,23 +122,109 @@ def test_queue_hands_each_bucket_to_one_process_longest_first():
     ]
     assert list(distributed.take([2, 0, 1], "one process")) == [2, 0, 1]
 
-    class Counter:  # the coordination service's key_value_increment
-        def __init__(self):
-            self.values = {}
-
-        def key_value_increment(self, key, by):
-            self.values[key] = self.values.get(key, 0) + by
-            return self.values[key]
-
     # Two processes on one queue; process 0 is busy while 1 takes two.
-    client = Counter()
-    first = distributed.take([4, 3, 2, 1, 0], "round0", client=client)
-    second = distributed.take([4, 3, 2, 1, 0], "round0", client=client)
+    store = _FakeService()
+    first = distributed.take(
+        [4, 3, 2, 1, 0], "round0", client=store.client(0), poll_s=0.01
+    )
+    second = distributed.take(
+        [4, 3, 2, 1, 0], "round0", client=store.client(1), poll_s=0.01
+    )
     got = [next(first), next(second), next(second), next(first)]
-    got += list(second) + list(first)  # both drain it: nobody gets one twice
-    assert got == [4, 3, 2, 1, 0]
+    # Both drain it (each waits at the end for the other's item to be done):
+    # nobody gets one twice.
+    drained = []
+    thread = threading.Thread(target=lambda: drained.extend(second))
+    thread.start()
+    got += list(first)
+    thread.join(timeout=10)
+    assert sorted(got + drained) == [0, 1, 2, 3, 4] and got[:4] == [4, 3, 2, 1]
     # Another queue name starts from its own beginning.
-    assert list(distributed.take([7, 8], "round1", client=client)) == [7, 8]
+    assert list(distributed.take([7, 8], "round1", client=store.client(0))) == [7, 8]
+
+
+class _FakeService:
+    """JAX's coordination service as `distributed.WorkQueue` uses it: one
+    key-value store; the processes in `live` bump their heartbeat counters
+    between any two looks (so with a lease of 0 the others are dead)."""
+
+    def __init__(self):
+        self.values, self.live = {}, set()
+        self.lock = threading.RLock()
+
+    def client(self, pid):
+        self.live.add(pid)
+        service = self
+
+        class Client:
+            process_index = pid
+
+            def key_value_increment(self, key, by):
+                with service.lock:  # atomic, as the service's
+                    service.values[key] = int(service.values.get(key, 0)) + by
+                    return service.values[key]
+
+            def key_value_set(self, key, value, allow_overwrite=False):
+                with service.lock:
+                    if key in service.values and not allow_overwrite:
+                        raise RuntimeError(f"ALREADY_EXISTS: key {key} already exists.")
+                    service.values[key] = value
+
+            def key_value_dir_get(self, prefix):
+                with service.lock:
+                    if prefix == "jnas/alive/":  # live processes beat meanwhile
+                        for p in service.live:
+                            self.key_value_increment(f"jnas/alive/{p}", 1)
+                    return sorted(
+                        (k, str(v))
+                        for k, v in service.values.items()
+                        if k.startswith(prefix)
+                    )
+
+        return Client()
+
+
+def test_queue_gives_a_dead_processs_item_to_a_live_one():
+    service = _FakeService()
+    a = distributed.WorkQueue(
+        [0, 1, 2], "round0", client=service.client(0), poll_s=0, lease_s=0
+    )
+    b = distributed.WorkQueue(
+        [0, 1, 2], "round0", client=service.client(1), poll_s=0, lease_s=0
+    )
+    ia, ib = iter(a), iter(b)
+    assert next(ia) == 0 and next(ib) == 1  # b holds 1 ...
+    assert next(ia) == 2  # ... a finishes 0 and takes 2
+    # a finishes 2; the queue is empty, 1 is not done and b is alive: a waits
+    # (its survey finds nothing to take), so b's death must come first.
+    service.live.discard(1)  # b's heartbeats stop: its lease on 1 ends
+    assert next(ia) == 1 and a.taken_over  # the next owner of item 1
+    assert service.values["jnas/queue/round0/owner/1/1"] == "0"
+    assert list(ia) == [] and not a.taken_over  # every item done: the round ends
+    assert sorted(k.rsplit("/", 1)[1] for k in service.values if "/done/" in k) == [
+        "0",
+        "1",
+        "2",
+    ]
+    # A dead process's item goes out before the rest of the queue (it is late
+    # already: left to the end, it would decide when the round ends).
+    service = _FakeService()
+    a = distributed.WorkQueue(range(4), "q", client=service.client(0), lease_s=0)
+    b = distributed.WorkQueue(range(4), "q", client=service.client(1), lease_s=0)
+    ia, ib = iter(a), iter(b)
+    assert next(ia) == 0 and next(ib) == 1
+    service.live.discard(1)
+    a.liveness.alive()  # a sees b's last beat; from now on b's counter stands
+    assert next(ia) == 1 and a.taken_over
+    assert list(ia) == [2, 3]
+    # An item whose taker died between the counter and its claim has no
+    # owner: the next live process claims it under generation 0.
+    service = _FakeService()
+    c = distributed.WorkQueue(
+        [5, 6], "r", client=service.client(0), poll_s=0, lease_s=0
+    )
+    service.values["jnas/queue/r/next"] = 1  # position 0 (item 5) handed out
+    assert list(c) == [6, 5]
 
 
 def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch):
@@ -243,17 +330,79 @@ def test_local_workers_split_the_search(tmp_path, cache, reference):
     assert (work / "figures" / "summary.md").exists()
 
 
-def test_killed_process_is_retrained_on_restart(tmp_path, cache):
+ONE_PER_BUCKET = "--config.train.max_bucket=1"
+KILL_GROUP = "one_candidate_per_bucket"
+
+
+@pytest.fixture(scope="module")
+def one_per_bucket(tmp_path_factory, xla_cache):
+    """The tiny search with one candidate per bucket, in one process."""
+    work = tmp_path_factory.mktemp("one_per_bucket")
+    _finish(_launch(work, xla_cache, ONE_PER_BUCKET))
+    reference = {r["hash"]: r for r in results.load(work)}
+    assert len(reference) == 4
+    return reference
+
+
+def _processes(n, workdir, cache, *flags) -> list[subprocess.Popen]:
+    port = _free_port()
+    common = [
+        f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+        f"--config.distributed.num_processes={n}",
+    ]
+    return [
+        _launch(
+            workdir, cache, *common, *flags, f"--config.distributed.process_id={pid}"
+        )
+        for pid in range(n)
+    ]
+
+
+@pytest.mark.xdist_group(KILL_GROUP)
+def test_four_processes_finish_the_work_of_one_killed_for_good(
+    tmp_path, cache, one_per_bucket
+):
+    # Four processes, four buckets of one candidate each (ResNeXt s3 nets of
+    # different sizes: uneven cost); one process other than 0 (which holds
+    # the coordination service) is killed while it trains a bucket and is not
+    # restarted. The others take its bucket over once the service stops
+    # seeing its heartbeats (5 s here) and finish the search.
+    work = tmp_path / "four"
+    procs = _processes(
+        4, work, cache, ONE_PER_BUCKET, "--config.distributed.heartbeat_timeout_s=5"
+    )
+    victim, deadline = None, time.time() + TIMEOUT
+    while victim is None and time.time() < deadline:
+        for pid in (1, 2, 3):
+            curves, shard = work / f"curves.{pid}.jsonl", work / f"results.{pid}.jsonl"
+            # Mid-bucket: its first curve rows are written, its record not yet.
+            if curves.exists() and curves.read_text() and not shard.exists():
+                os.kill(procs[pid].pid, signal.SIGKILL)
+                victim = pid
+                break
+        time.sleep(0.02)
+    assert victim is not None, "no process was caught in the middle of a bucket"
+    procs[victim].wait(timeout=60)
+    assert procs[victim].returncode == -signal.SIGKILL
+    errs = _finish(*(p for i, p in enumerate(procs) if i != victim))
+    assert sum("takes it over" in e for e in errs) == 1, "the orphan taken once"
+    lines = _shard_lines(work)
+    assert len(lines) == 4, "a candidate was lost or recorded twice"
+    assert not (work / f"results.{victim}.jsonl").exists()
+    merged = {r["hash"]: r for r in results.iter_records(work / results.RESULTS)}
+    _assert_same_results(merged, one_per_bucket)
+    assert (work / "figures" / "summary.md").exists()
+
+
+@pytest.mark.xdist_group(KILL_GROUP)
+def test_killed_process_is_retrained_on_restart(tmp_path, cache, one_per_bucket):
     # One candidate per bucket, four buckets on the shared queue: the two
     # processes start together (jax.distributed connects them) and take one
     # bucket each, then the next; so when process 1 records its first, it
     # holds another bucket and process 0 is in the middle of one, and the
     # kill finds work unfinished (with buckets of two, a process's records
     # came milliseconds apart and the kill sometimes landed after both).
-    one = "--config.train.max_bucket=1"
-    _finish(_launch(tmp_path / "ref", cache, one))
-    reference = {r["hash"]: r for r in results.load(tmp_path / "ref")}
-    assert len(reference) == 4
+    one, reference = ONE_PER_BUCKET, one_per_bucket
     work = tmp_path / "killed"
     procs = _two_processes(work, cache, one)
     shard1 = work / "results.1.jsonl"
@@ -283,3 +432,30 @@ def test_killed_process_is_retrained_on_restart(tmp_path, cache):
     assert sorted(r["hash"] for r in merged) == sorted(got)
     for h in got:
         assert set(search.load_checkpoint(work, h)) == {"params", "batch_stats"}
+
+
+def test_balance_splits_costly_buckets_for_the_process_count():
+    from jnas.search import loop, sampling
+
+    cfg = quickstart.get_config("tiny")
+    cfg.search.candidates_per_round = 12
+    cfg.train.max_bucket = 0  # no size bound: big buckets
+    pairs = search.validate(cfg)
+    archs = sampling.sample_round(pairs, 12, seed=0, round_index=0)
+    budget = 16 * 2**30
+    whole = loop._plan(cfg, archs, processes=4, memory_budget=budget)
+    assert cfg.distributed.balance == 0  # off: the plan ignores the processes
+    assert [i for _, i in whole] == [
+        i for _, i in loop._plan(cfg, archs, processes=1, memory_budget=budget)
+    ]
+    cfg.distributed.balance = 2.0
+    split = loop._plan(cfg, archs, processes=4, memory_budget=budget)
+    bound = sum(loop._bucket_cost(cfg, b) for b, _ in whole) / (4 * 2.0)
+    assert len(split) > len(whole)
+    assert sorted(i for _, idx in split for i in idx) == list(range(len(archs)))
+    for bucket, idx in split:
+        assert loop._bucket_cost(cfg, bucket) <= bound or len(idx) == 1
+        assert [a.hash for a in bucket.members] == [archs[i].hash for i in idx]
+    assert [
+        i for _, i in loop._plan(cfg, archs, processes=1, memory_budget=budget)
+    ] == [i for _, i in whole]  # one process: nothing to balance

@@ -233,6 +233,12 @@ def _validate_distributed(dist: Any) -> None:
         _positive(
             "distributed.local_workers", dist.local_workers, integer=True, zero=True
         )
+    if "heartbeat_timeout_s" in dist:
+        _positive(
+            "distributed.heartbeat_timeout_s", dist.heartbeat_timeout_s, integer=True
+        )
+    if "balance" in dist:
+        _positive("distributed.balance", dist.balance, zero=True)
     if "queue_order" in dist:
         _allowed("distributed.queue_order", dist.queue_order, distributed.QUEUE_ORDERS)
     pid = dist.process_id

@@ -108,8 +108,11 @@ def run(
         costs = [_bucket_cost(config, b) for b, _ in plan]
         rule = dist.get("queue_order", "longest_first") if dist else "longest_first"
         order = distributed.queue_order(costs, rule)
-        for b in distributed.take(order, f"round{round_index}"):
+        queue = distributed.WorkQueue(order, f"round{round_index}")
+        for b in queue:
             bucket, indices = plan[b]
+            if queue.taken_over:  # what its dead taker recorded counts
+                known = {r["hash"]: r for r in results.load(workdir)}
             todo = [i for i in indices if keep[i][0].hash not in known]
             if not todo:
                 continue  # finished by an earlier run
@@ -145,12 +148,10 @@ def run(
             engine.clear_caches()  # a bucket's programs are not reused
             progress.log(round_index, len(keep))
         if nproc > 1:  # the next round (and the merge) needs every record
-            _round_barrier(workdir, round_index, [a for a, _ in keep])
+            _check_round_recorded(workdir, round_index, [a for a, _ in keep])
     final = results.load(workdir)
-    if nproc > 1:
-        if pid == 0:
-            results.merge_shards(workdir, final)
-        distributed.barrier("jnas_merged")
+    if nproc > 1 and pid == 0:
+        results.merge_shards(workdir, final)
     return final
 
 
@@ -320,16 +321,53 @@ def _filter(
     return keep
 
 
-def _plan(config: Any, archs: list[arch_lib.Arch]):
-    return population.plan(
-        archs,
+def _plan(
+    config: Any,
+    archs: list[arch_lib.Arch],
+    processes: int | None = None,
+    memory_budget: int | None = None,
+):
+    """The round's buckets; with several processes, costly ones split.
+
+    `config.distributed.balance` = k > 0 splits every bucket whose estimated
+    cost (`_bucket_cost`) exceeds the round's total over (processes x k) into
+    that many smaller buckets (each re-planned from its members), so that no
+    single bucket decides when a pod's round ends. It depends on the
+    process count (`processes`, default JAX's); 0 (the default) leaves
+    the plan as one process makes it.
+    """
+    kwargs = dict(
         max_waste=config.train.max_waste,
-        max_size=config.train.max_bucket or None,
         # The IR's estimate of each bucket's step memory is kept under this,
         # so a bucket too big for the device is split, not run.
-        memory_budget=config.train.device_memory_bytes or engine.device_memory_budget(),
+        memory_budget=memory_budget
+        or config.train.device_memory_bytes
+        or engine.device_memory_budget(),
         batch_size=config.train.batch_size,
     )
+    plan = population.plan(archs, max_size=config.train.max_bucket or None, **kwargs)
+    dist = config.get("distributed")
+    balance = dist.get("balance", 0) if dist is not None else 0
+    nproc = processes or jax.process_count()
+    if not balance or nproc == 1:
+        return plan
+    bound = sum(_bucket_cost(config, b) for b, _ in plan) / (nproc * balance)
+
+    def split(bucket, indices):
+        c = _bucket_cost(config, bucket)
+        if c <= bound or bucket.size == 1:
+            return [(bucket, indices)]
+        # Smaller parts until each fits (a part holding the costliest
+        # members can still exceed the bound: split it again).
+        size = min(bucket.size - 1, math.ceil(bucket.size / math.ceil(c / bound)))
+        parts = population.plan([archs[i] for i in indices], max_size=size, **kwargs)
+        return [
+            piece
+            for part, sub in parts
+            for piece in split(part, [indices[j] for j in sub])
+        ]
+
+    return [piece for bucket, indices in plan for piece in split(bucket, indices)]
 
 
 def _bucket_cost(config: Any, bucket: population.Bucket) -> float:
@@ -411,8 +449,9 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
     return trainer, info
 
 
-def _round_barrier(workdir: Path, round_index: int, archs) -> None:
-    distributed.barrier(f"jnas_round_{round_index}")
+def _check_round_recorded(workdir: Path, round_index: int, archs) -> None:
+    # The round's queue (`distributed.take`) ended when every bucket was
+    # done, by whichever process; the records must be where all can see them.
     recorded = {r["hash"] for r in results.load(workdir)}
     missing = [a.hash for a in archs if a.hash not in recorded]
     if missing:
