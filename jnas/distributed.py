@@ -300,8 +300,10 @@ class Liveness:
 
     A process is alive while its ``jnas/alive/<process>`` counter keeps
     moving: one that has not moved for `lease_s` seconds of this process's
-    clock (so hosts' clocks need not agree) is dead, and so is one never
-    seen beating within `lease_s` of the first look.
+    clock (so hosts' clocks need not agree) is dead. A process with no
+    counter at all is not alive (every process beats from `initialize` on,
+    before it can own anything); `stopped` alone gives such a one `lease_s`
+    to appear.
     """
 
     def __init__(self, client: Any, lease_s: float):
