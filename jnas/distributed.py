@@ -89,14 +89,14 @@ def initialize(config: Any) -> bool:
     # goes to a live one (`take`). Nothing in a search spans processes but
     # the coordination service (each trains on its own devices).
     jax.config.update("jax_enable_recoverability", True)
+    global _LEASE_S
+    _LEASE_S = float(config.get("heartbeat_timeout_s", 100))
     jax.distributed.initialize(
         coordinator_address=config.coordinator_address or None,
         num_processes=config.num_processes or None,
         process_id=None if config.process_id < 0 else config.process_id,
-        heartbeat_timeout_seconds=config.get("heartbeat_timeout_s", 100),
+        heartbeat_timeout_seconds=int(_LEASE_S),
     )
-    global _LEASE_S
-    _LEASE_S = float(config.get("heartbeat_timeout_s", 100))
     _start_heartbeat(_coordination_client(), jax.process_index())
     logging.info(
         "jax.distributed: process %d of %d, %d local devices, %d in all",
@@ -170,8 +170,8 @@ class WorkQueue:
     heartbeat timeout) counts as dead. (The service's `get_live_nodes` would
     say it directly, but it is a rendezvous: it waits for every process
     asked about, i.e. for a busy one to finish its bucket.) A dead process's
-    unfinished item goes to the first live process that finds it at the end
-    of the queue, under the item's next owner key; `taken_over` then says
+    unfinished item goes to the next live process that asks for work, before
+    the rest of the queue, under the item's next owner key; `taken_over` then says
     so (the taker should look again at what the dead one recorded). Keys
     live as long as the job: a restarted job starts a fresh queue (the
     caller skips finished items).
@@ -210,7 +210,7 @@ class WorkQueue:
             # A dead process's item first: it is late already, and an item
             # left for the end of the queue would decide when the round ends.
             if self.liveness.someone_died():
-                item = self._take_orphan(owned_only=True)
+                item = self._take_orphan(self._survey()[1], owned_only=True)
                 if item is not None:
                     yield from self._run(item, taken_over=True)
                     continue
@@ -221,10 +221,10 @@ class WorkQueue:
             if self._claim(item, 0):  # lost only to a process taking it over
                 yield from self._run(item, taken_over=False)
         while True:  # the end of the queue: wait for the others, take orphans
-            pending, _ = self._survey()
+            pending, claimable = self._survey()
             if not pending:
                 return
-            item = self._take_orphan(owned_only=False)
+            item = self._take_orphan(claimable, owned_only=False)
             if item is None:
                 time.sleep(self.poll_s)
             else:
@@ -244,10 +244,10 @@ class WorkQueue:
         self.taken_over = False
         self._finish(item)
 
-    def _take_orphan(self, owned_only: bool) -> int | None:
-        """Claims an item a dead process held (or, unless `owned_only`, one
-        nobody holds: only at the end of the queue); None if there is none."""
-        _, claimable = self._survey()
+    def _take_orphan(self, claimable, owned_only: bool) -> int | None:
+        """Claims one of `_survey`'s claimable items that a dead process held
+        (or, unless `owned_only`, one nobody holds: only at the end of the
+        queue); None if there is none."""
         for item, generation, owned in claimable:
             if (owned or not owned_only) and self._claim(item, generation):
                 return item
