@@ -10,8 +10,8 @@ A search's workdir holds:
   its own shard ``results.<process>.jsonl`` and process 0 merges them
   (``merge_shards``);
 - ``checkpoints/<hash>/``: the trained variables, an orbax checkpoint (one
-  process) or ``variables.msgpack`` (a multi-process run, where each process
-  saves the candidates it trained);
+  process, local disk) or ``variables.msgpack`` (a multi-process run, where
+  each process saves the candidates it trained, or an object-store workdir);
 - ``formats.jsonl``: rows of the post-training format sweep;
 - ``curves.jsonl``: training curves, one row per candidate every
   ``train.log_every`` steps ({"hash", "step", "loss", "train_accuracy",
@@ -20,10 +20,12 @@ A search's workdir holds:
   row of each (hash, step), equal by determinism;
 - ``figures/``: rebuilt from the records by ``jnas.report``.
 
-Two primitives keep every file whole across kills: ``atomic_write`` (a whole
-file: temporary name, fsync, rename) and ``append_lines`` (JSON lines: a torn
-last line left by a killed writer is cut before appending, so the file never
-holds a bad line in the middle). ``iter_records`` skips a torn last line.
+The workdir is a local folder or an object-store prefix (``gs://bucket/run``:
+TPU pods share no POSIX filesystem). Every file goes through the two
+primitives of ``jnas.storage``, which keep files whole across kills on both:
+``atomic_write`` (a whole file) and ``append_lines`` (JSON lines; a torn last
+line is cut before appending, so a file never holds a bad line in the middle);
+``iter_records`` skips a torn last line.
 
 ``pandas.read_json(path, lines=True)`` reads ``results.jsonl``. Record fields
 (all JSON types; missing values are null):
@@ -53,11 +55,22 @@ bucket, feasible   the bucket index in its round; whether every constraint holds
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from jnas import storage
+
+# The file primitives, part of this module's API since before jnas.storage.
+from jnas.storage import (  # noqa: F401
+    append_line,
+    append_lines,
+    atomic_write,
+    cut_torn_tail,
+    iter_records,
+    to_line,
+)
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -69,107 +82,6 @@ LOCAL_CHECKPOINT = "variables.msgpack"  # a multi-process run's checkpoints
 
 class ConfigMismatchError(ValueError):
     """The workdir was made by a different config."""
-
-
-# --------------------------------------------------------------- primitives
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Writes a whole file so that a kill leaves the old file or the new one.
-
-    The data goes to ``<name>.tmp``, is flushed and fsynced, then renamed.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def to_line(record: Mapping[str, Any]) -> str:
-    """One record as a JSON line (sorted keys; NaN refused, JSON has none)."""
-    return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-
-
-def iter_records(
-    path: str | Path, require: tuple[str, ...] = ()
-) -> Iterator[dict[str, Any]]:
-    """Yields the records of a JSON-lines file; a torn last line is skipped.
-
-    Args:
-      path: the file (missing: no records).
-      require: keys every record must have (it must be a JSON object then).
-
-    Raises:
-      ValueError: a line other than the last is not valid JSON, or a record
-        lacks a required key (the file was edited or corrupted; the message
-        names the file and line).
-    """
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_bytes().split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if number == len(lines):  # no newline after it: a torn append
-                return
-            raise ValueError(f"{path}:{number} is not a JSON record: {e}") from None
-        if require:
-            if not isinstance(record, dict):
-                raise ValueError(
-                    f"{path}:{number} is a JSON {type(record).__name__}, not a "
-                    "record (an object)"
-                )
-            missing = [k for k in require if k not in record]
-            if missing:
-                names = ", ".join(map(repr, missing))
-                raise ValueError(
-                    f"{path}:{number}: the record has no {names} (every record "
-                    f"needs {', '.join(map(repr, require))})"
-                )
-        yield record
-
-
-def cut_torn_tail(path: str | Path) -> None:
-    """Cuts a partial last line (a killed append) so the next append is whole."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, "r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
-
-
-def append_lines(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Appends JSON records to a JSON-lines file, flushed and fsynced.
-
-    A torn last line of an earlier, killed writer is cut first, so every line
-    of the file stays a whole record.
-    """
-    text = "".join(to_line(r) for r in records)
-    cut_torn_tail(path)
-    with open(path, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def append_line(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Appends one JSON record (``append_lines`` of one)."""
-    append_lines(path, [record])
 
 
 # ------------------------------------------------------------------- config
@@ -195,7 +107,7 @@ def write_config(
         names the differing keys by their full path, e.g. ``train.lr``, with
         both values), or results without a config.
     """
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / CONFIG
     text = json.dumps(config, indent=2, sort_keys=True)
@@ -250,11 +162,10 @@ def _at(config: Mapping[str, Any], dotted: str) -> Any:
 
 def results_without_config(workdir: str | Path) -> list[str]:
     """The result files and folders of a workdir (to tie them to a config)."""
-    workdir = Path(workdir)
-    found = sorted(
-        p.name for p in workdir.glob("results*.jsonl") if p.stat().st_size > 0
-    )
-    if (workdir / FORMATS).exists() and (workdir / FORMATS).stat().st_size > 0:
+    workdir = storage.path(workdir)
+    shards = workdir.glob("results*.jsonl")
+    found = sorted(p.name for p in shards if storage.nonempty(p))
+    if storage.nonempty(workdir / FORMATS):
         found.append(FORMATS)
     checkpoints = workdir / CHECKPOINTS
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
@@ -264,7 +175,7 @@ def results_without_config(workdir: str | Path) -> list[str]:
 
 def read_config(workdir: str | Path) -> dict[str, Any]:
     """Returns the workdir's ``config.json``."""
-    path = Path(workdir) / CONFIG
+    path = storage.path(workdir) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {workdir} a jnas workdir?")
     return json.loads(path.read_text())
@@ -287,7 +198,7 @@ class Store:
     """
 
     def __init__(self, workdir: str | Path, name: str = RESULTS):
-        self.path = Path(workdir) / name
+        self.path = storage.path(workdir) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, dict[str, Any]] = {}
         for record in iter_records(self.path, require=("hash",)):
@@ -341,7 +252,7 @@ def _merged_shards(
     workdir: str | Path, name: str, key: tuple[str, ...]
 ) -> dict[tuple, dict[str, Any]]:
     """The rows of `name` and its per-process shards, the first one per `key`."""
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     stem = name.removesuffix(".jsonl")
     seen: dict[tuple, dict[str, Any]] = {}
     for path in [workdir / name, *sorted(workdir.glob(f"{stem}.*.jsonl"))]:
@@ -356,7 +267,7 @@ def merge_shards(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
     Records are ordered by (round, bucket), as one process would write them.
     The per-process shards stay; `load` deduplicates by hash.
     """
-    path = Path(workdir) / RESULTS
+    path = storage.path(workdir) / RESULTS
     order = sorted(
         range(len(records)),
         key=lambda i: (records[i]["round"], records[i]["bucket"], i),
@@ -367,19 +278,19 @@ def merge_shards(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
 
 def format_rows(workdir: str | Path) -> list[dict[str, Any]]:
     """The rows of the post-training format sweep (``formats.jsonl``)."""
-    return list(iter_records(Path(workdir) / FORMATS))
+    return list(iter_records(storage.path(workdir) / FORMATS))
 
 
 def append_format_rows(workdir: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Appends format-sweep rows ({"hash", "format", "bits", split: acc})."""
-    append_lines(Path(workdir) / FORMATS, rows)
+    append_lines(storage.path(workdir) / FORMATS, rows)
 
 
 def append_curves(
     workdir: str | Path, name: str, rows: Iterable[Mapping[str, Any]]
 ) -> None:
     """Appends training-curve rows ({"hash", "step", ...}) to `name`."""
-    append_lines(Path(workdir) / name, rows)
+    append_lines(storage.path(workdir) / name, rows)
 
 
 def load_curves(workdir: str | Path) -> list[dict[str, Any]]:
@@ -391,9 +302,10 @@ def load_curves(workdir: str | Path) -> list[dict[str, Any]]:
 # -------------------------------------------------------------- checkpoints
 
 
-def checkpoint_path(workdir: str | Path, arch_hash: str) -> Path:
-    """Where a candidate's checkpoint lives (absolute, as orbax wants)."""
-    return (Path(workdir) / CHECKPOINTS / arch_hash).absolute()
+def checkpoint_path(workdir: str | Path, arch_hash: str) -> storage.AnyPath:
+    """Where a candidate's checkpoint lives (absolute if local, as orbax wants)."""
+    path = storage.path(workdir) / CHECKPOINTS / arch_hash
+    return path.absolute() if isinstance(path, Path) else path
 
 
 def _quiet_orbax() -> None:
@@ -412,23 +324,26 @@ def _quiet_orbax() -> None:
 def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path:
     """Writes a candidate's trained variables; a killed write's leftover is replaced.
 
-    One process: an orbax checkpoint. Several processes (``jax.distributed``):
-    ``variables.msgpack`` (flax msgpack, written atomically) by the process that
-    trained it, since orbax writes numpy arrays from process 0 only and
-    refuses host-local arrays with several processes.
+    One process on a local disk: an orbax checkpoint. Several processes
+    (``jax.distributed``) or an object-store workdir: ``variables.msgpack``
+    (flax msgpack, written by `atomic_write`: one upload on an object store,
+    so it is there whole or not at all) by the process that trained it, since
+    orbax writes numpy arrays from process 0 only and refuses host-local
+    arrays with several processes.
     """
     import jax
     import numpy as np
 
     path = checkpoint_path(workdir, arch_hash)
+    remote = not isinstance(path, Path)
     if path.exists():
-        shutil.rmtree(path)
+        path.rmtree() if remote else shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     host = jax.tree.map(np.asarray, variables)
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 or remote:
         from flax import serialization
 
-        path.mkdir()
+        path.mkdir(exist_ok=True)  # a no-op on an object store
         atomic_write(path / LOCAL_CHECKPOINT, serialization.msgpack_serialize(host))
         return path
     import orbax.checkpoint as ocp  # slow import: only when saving

@@ -15,3 +15,19 @@ def fail(message: str) -> NoReturn:
     prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "jnas"
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(1)
+
+
+def workdir(value: str) -> str:
+    """A ``--workdir`` value, checked before anything runs.
+
+    A local folder, or an object-store URI (gs://, s3://, az://) whose fsspec
+    library is installed; anything else ends the launcher with the message of
+    ``jnas.storage.path`` (which scheme is wrong, or what to install).
+    """
+    from jnas import storage
+
+    try:
+        storage.path(value)
+    except ValueError as e:
+        fail(f"--workdir: {e}")
+    return value

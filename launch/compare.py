@@ -11,12 +11,10 @@ with the released accuracies, next to ranking by parameter count
 (``jnas.report.release``).
 """
 
-from pathlib import Path
-
 from absl import app, flags
 
 import launch
-from jnas import latency, results
+from jnas import latency, results, storage
 from jnas.report import release
 
 _WORKDIRS = flags.DEFINE_multi_string("workdir", None, "Workdirs (first: reference).")
@@ -37,7 +35,7 @@ def main(argv):
     )
     runs = []
     for workdir in _WORKDIRS.value:
-        records = results.load(workdir)
+        records = results.load(launch.workdir(workdir))
         if not records:
             launch.fail(f"--workdir={workdir} holds no result records")
         runs.append(records)
@@ -51,7 +49,7 @@ def main(argv):
     except ValueError as e:
         launch.fail(str(e))
     text = release.markdown(rows, labels)
-    out = Path(_WORKDIRS.value[0]) / "release_comparison.md"
+    out = storage.path(_WORKDIRS.value[0]) / "release_comparison.md"
     results.atomic_write(out, text)
     print(text)
     print(f"written to {out}")

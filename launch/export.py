@@ -36,7 +36,7 @@ flags.mark_flags_as_required(["workdir", "candidate", "out"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    records = results.load(_WORKDIR.value)
+    records = results.load(launch.workdir(_WORKDIR.value))
     found = [r for r in records if r["hash"].startswith(_CANDIDATE.value)]
     if len(found) != 1:
         names = ", ".join(

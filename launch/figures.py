@@ -9,6 +9,7 @@ writes ``DIR/figures/`` (PNG + SVG figures and summary.md), as launch.search doe
 
 from absl import app, flags
 
+import launch
 from jnas import report as plots
 from jnas import results
 
@@ -19,7 +20,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    workdir = _WORKDIR.value
+    workdir = launch.workdir(_WORKDIR.value)
     records = results.load(workdir)
     if not records:
         raise app.UsageError(f"{workdir} holds no results.jsonl records")

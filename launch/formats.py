@@ -23,7 +23,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        rows = posttraining.sweep(_CONFIG.value, _WORKDIR.value)
+        rows = posttraining.sweep(_CONFIG.value, launch.workdir(_WORKDIR.value))
     except results.CheckpointError as e:  # the other candidates were swept
         launch.fail(str(e))
     print(

@@ -9,12 +9,10 @@ format chosen on ``--select`` and every accuracy read on ``--report``
 (``jnas.report.fronts``).
 """
 
-from pathlib import Path
-
 from absl import app, flags
 
 import launch
-from jnas import results
+from jnas import results, storage
 from jnas.report import fronts
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A swept search's workdir.")
@@ -28,7 +26,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    records = results.load(_WORKDIR.value)
+    records = results.load(launch.workdir(_WORKDIR.value))
     rows = results.format_rows(_WORKDIR.value)
     if not records or not rows:
         launch.fail(
@@ -51,7 +49,7 @@ def main(argv):
         f"(within {_TOLERANCE.value:g} of float32), accuracies on {_REPORT.value}; "
         f"{len(pts) // 3} networks.\n\n" + fronts.front_table(pts, budgets)
     )
-    out = Path(_WORKDIR.value) / "fronts.md"
+    out = storage.path(_WORKDIR.value) / "fronts.md"
     results.atomic_write(out, text)
     print(text)
     print(f"written to {out}")

@@ -20,7 +20,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        path = html.write_report(_WORKDIR.value)
+        path = html.write_report(launch.workdir(_WORKDIR.value))
     except records.NoDataError as e:
         launch.fail(str(e))
     print(f"report written to {path}")

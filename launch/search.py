@@ -55,6 +55,7 @@ def main(argv):
             "this is a replay config; run it with "
             f"python -m launch.replay --config=... --workdir={workdir}"
         )
+    launch.workdir(workdir)
     try:  # every key, before anything is written or started
         search.config.validate(config)
         search.config.check_data(config)

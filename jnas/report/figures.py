@@ -12,6 +12,7 @@ Accuracy is shown in percent, memory in KiB.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from matplotlib import ticker
 from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
 
+from jnas import storage
 from jnas.report import pareto
 from jnas.report.records import (
     FORMATS,
@@ -74,11 +76,19 @@ def _new_figure(figsize=(6.4, 4.6), ncols: int = 1) -> tuple[Figure, Any]:
 
 
 def _save(fig: Figure, outdir: str | Path, name: str) -> list[Path]:
-    outdir = Path(outdir)
+    """Writes `name`.png and .svg whole (``storage.atomic_write``: a kill leaves
+    the old figure or the new one; an object-store workdir gets one upload)."""
+    outdir = storage.path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    paths = [outdir / f"{name}.png", outdir / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=150, metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"Date": None})
+    paths = []
+    for fmt, options in (
+        ("png", {"dpi": 150, "metadata": {"Software": None}}),
+        ("svg", {"metadata": {"Date": None}}),
+    ):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, **options)
+        paths.append(outdir / f"{name}.{fmt}")
+        storage.atomic_write(paths[-1], buffer.getvalue())
     return paths
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from jnas import arch as arch_lib
-from jnas import results
+from jnas import results, storage
 from jnas.report import pareto
 from jnas.report import records as rec
 
@@ -230,7 +230,7 @@ const JNAS_FIGURES = {{memory: {memory_fig}, latency: {latency_fig}}};
 
 def write_report(workdir: str | Path) -> Path:
     """Writes ``workdir/report.html`` from the workdir's records and curves."""
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     records = results.load(workdir)
     if not records:
         raise rec.NoDataError(f"{workdir} holds no result records to report")

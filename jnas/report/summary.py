@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jnas import results
+from jnas import results, storage
 from jnas.report import pareto
 from jnas.report.records import (
     FORMATS,
@@ -288,7 +288,7 @@ def write_summary(
         ]
     if any(diverged(records)):
         sections.append(diverged_table(records))
-    outdir = Path(outdir)
+    outdir = storage.path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / "summary.md"
     results.atomic_write(path, "\n\n".join("\n".join(s) for s in sections) + "\n")

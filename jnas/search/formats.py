@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from jnas import arch as arch_lib
-from jnas import cost, data, nn, precision, results
+from jnas import cost, data, nn, precision, results, storage
 from jnas.data import pipeline
 from jnas.population import engine
 from jnas.population import step as train
@@ -189,7 +189,7 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         rows are on disk), naming each candidate skipped because its
         checkpoint is missing or unreadable.
     """
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     records = results.load(workdir)
     if not records:
         raise ValueError(f"{workdir} holds no search results to re-evaluate")

@@ -38,7 +38,7 @@ import jax
 from absl import logging
 
 from jnas import arch as arch_lib
-from jnas import distributed, population, results
+from jnas import distributed, population, results, storage
 from jnas.population import engine, sharding
 from jnas.search import config as config_lib
 from jnas.search import constraints, formats, replay, sampling
@@ -66,7 +66,7 @@ def run(
     config_lib.check_data(config)  # before anything is written
     explicit = _explicit_candidates(config)  # also before: names a bad item
     limits = constraints.from_config(config)
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     pid, nproc = jax.process_index(), jax.process_count()
     _write_config(config, workdir, pid, adopt_records)
     store = results.Store(workdir, results.shard_name(pid, nproc))

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jnas import cost, latency, report, results, spaces
+from jnas import cost, latency, report, results, spaces, storage
 
 _GET_DATA = (
     "get the release data files NetConfigs.json and results_RaspPi.json from "
@@ -188,6 +188,6 @@ def run(config: Any, workdir: str | Path) -> list[Path]:
             store.append(record(row, store_arch=bool(cfg.get("store_arch", True))))
     return report.write_all(
         results.load(workdir),
-        Path(workdir) / report.FIGURES_DIR,
+        storage.path(workdir) / report.FIGURES_DIR,
         **report.options_from_config(cfg),
     )
