@@ -17,14 +17,15 @@ LAYERS = {
     "nn_ops": 0,
     "nn": 0,
     "spaces": 0,
-    "results": 1,
-    "distributed": 1,
-    "data": 2,
-    "latency": 2,
-    "report": 2,
-    "export": 2,
-    "population": 3,
-    "search": 4,
+    "storage": 1,
+    "results": 2,
+    "distributed": 2,
+    "data": 3,
+    "latency": 3,
+    "report": 3,
+    "export": 3,
+    "population": 4,
+    "search": 5,
 }
 
 
