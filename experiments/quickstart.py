@@ -104,6 +104,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # "keep" (ceil(N/B), PyTorch's default; one more compiled step program).
     c.train.last_batch = "drop"
     c.train.log_every = 50  # metrics leave the device every N steps
+    # Seconds between snapshots of a bucket's whole training state (at a
+    # metrics fetch) in workdir/snapshots/: a killed search resumes a bucket
+    # from its snapshot, bit-identically, instead of from step 0. 0: none.
+    # Not part of config.json (it changes no number).
+    c.train.snapshot_every_s = 600.0
     c.train.strategy = "rule"  # "rule" | "autotune" | "vmap" | "map" | "sequential"
     c.train.conv_impl = "auto"  # "auto" | "xla" | "im2col"
     # Padding waste bound of a bucket. On a CPU the candidates of a bucket run

@@ -12,6 +12,10 @@ A search's workdir holds:
 - ``checkpoints/<hash>/``: the trained variables, an orbax checkpoint (one
   process, local disk) or ``variables.msgpack`` (a multi-process run, where
   each process saves the candidates it trained, or an object-store workdir);
+- ``snapshots/<id>.npz``: the whole training state of a bucket in flight,
+  replaced every ``train.snapshot_every_s`` seconds and deleted once the
+  bucket's records are stored; a killed search resumes the bucket from it,
+  bit-identically (``engine.BucketTrainer.snapshot``);
 - ``formats.jsonl``: rows of the post-training format sweep;
 - ``curves.jsonl``: training curves, one row per candidate every
   ``train.log_every`` steps ({"hash", "step", "loss", "train_accuracy",
@@ -78,6 +82,7 @@ FORMATS = "formats.jsonl"
 CURVES = "curves.jsonl"
 CHECKPOINTS = "checkpoints"
 LOCAL_CHECKPOINT = "variables.msgpack"  # a multi-process run's checkpoints
+SNAPSHOTS = "snapshots"
 
 
 class ConfigMismatchError(ValueError):
@@ -396,3 +401,31 @@ def checkpoint_problem(workdir: str | Path, arch_hash: str) -> str | None:
     except CheckpointError as e:
         return str(e)
     return None
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def snapshot_path(workdir: str | Path, snapshot_id: str) -> storage.AnyPath:
+    """Where the in-flight snapshot of a bucket's training lives."""
+    return storage.path(workdir) / SNAPSHOTS / f"{snapshot_id}.npz"
+
+
+def save_snapshot(workdir: str | Path, snapshot_id: str, data: bytes) -> None:
+    """Writes (replaces) a bucket's training snapshot, whole (`atomic_write`)."""
+    path = snapshot_path(workdir, snapshot_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
+
+
+def load_snapshot(workdir: str | Path, snapshot_id: str) -> bytes | None:
+    """A bucket's training snapshot, or None if it has none."""
+    path = snapshot_path(workdir, snapshot_id)
+    return path.read_bytes() if path.exists() else None
+
+
+def drop_snapshot(workdir: str | Path, snapshot_id: str) -> None:
+    """Deletes a bucket's snapshot once its records are stored."""
+    path = snapshot_path(workdir, snapshot_id)
+    if path.exists():
+        path.unlink()

@@ -267,6 +267,35 @@ def test_bad_strategy_and_lengths():
         engine.BucketTrainer(bucket, _recipe(), keys=keys, lrs=[0.1], strategy="vmap")
 
 
+def test_snapshot_restores_every_state_array_and_refuses_another_layout():
+    # Resuming from a snapshot is checked bit for bit end to end in
+    # tests/test_storage.py; here: what it holds, and what it refuses.
+    bucket = _bucket("resnext_s3")
+    keys = list(jax.random.split(jax.random.key(0), 3))
+    other_keys = list(jax.random.split(jax.random.key(7), 3))
+    source = engine.BucketTrainer(
+        bucket, _recipe(), keys=keys, lrs=[0.1, 0.2, 0.3], strategy="map"
+    )
+    data = source.snapshot({"step": 10, "seconds": 1.5})
+    target = engine.BucketTrainer(
+        bucket, _recipe(), keys=other_keys, lrs=[0.1] * 3, strategy="map"
+    )
+    meta = target.restore(data)
+    assert meta == {"step": 10, "seconds": 1.5, "strategy": "map", "conv_impl": "xla"}
+    a, b = jax.tree.leaves(source.states), jax.tree.leaves(target.states)
+    assert len(a) == len(b) and any(engine._is_key(x) for x in b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(engine._key_data(x), engine._key_data(y))
+        assert x.dtype == y.dtype
+    vmapped = engine.BucketTrainer(
+        bucket, _recipe(), keys=keys, lrs=[0.1] * 3, strategy="vmap"
+    )
+    with pytest.raises(ValueError, match="strategy is 'map', this trainer's 'vmap'"):
+        vmapped.restore(data)
+    with pytest.raises(ValueError, match="not a trainer snapshot"):
+        target.restore(b"not an npz")
+
+
 @PNASNET_PROGRAMS
 def test_autotuned_program_is_reused_and_evaluation_agrees():
     bucket = _bucket("pnasnet_s3")

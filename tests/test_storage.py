@@ -9,6 +9,7 @@ resumes without loss or duplicates, equal to the uninterrupted local run.
 """
 
 import importlib.util
+import logging
 import sys
 
 import jax
@@ -130,26 +131,33 @@ def test_shards_merge_and_tie_to_the_config_on_an_object_store(fake_gcs):
 
 
 @pytest.mark.xdist_group(REFERENCE_GROUP)
-def test_a_search_killed_mid_upload_resumes_on_the_object_store(
-    fake_gcs, xla_cache, reference_search
+def test_a_search_killed_mid_bucket_resumes_from_its_snapshot_on_the_object_store(
+    fake_gcs, xla_cache, reference_search, caplog
 ):
     config = quickstart.get_config("tiny")
     config.compilation_cache = str(xla_cache)
+    config.train.snapshot_every_s = 1e-9  # a snapshot at every fetch
     want = reference_search.records
-    # Killed while uploading the second record: the first stays, whole.
-    fake_gcs.kill_upload("/results.jsonl", nth=2)
+    # Two buckets of 30 steps; curve rows are uploaded at steps 1, 10, 20 and
+    # 30 of each. Killed while uploading the second bucket's step-20 rows:
+    # its snapshot of step 10 is on the store, the first bucket's records too.
+    fake_gcs.kill_upload("/curves.jsonl", nth=7)
     with pytest.raises(Killed):
         search.run(config, WORKDIR)
-    partial = results.load(WORKDIR)
-    assert len(partial) == 1
-    assert _object(f"{WORKDIR}/results.jsonl").endswith(b"\n")
+    assert len(results.load(WORKDIR)) == 2
+    (snapshot,) = storage.path(f"{WORKDIR}/snapshots").iterdir()
 
+    caplog.set_level(logging.INFO)
     records = search.run(config, WORKDIR)
+    assert "resumed from its snapshot at step 10 of 30" in caplog.text
+    assert not snapshot.exists()  # dropped once the bucket's records are stored
     assert len(records) == 4
     lines = list(storage.iter_records(f"{WORKDIR}/results.jsonl"))
     assert len(lines) == 4, "a candidate was lost or recorded twice"
     got = {r["hash"]: r for r in lines}
     assert set(got) == set(want)
+    # Bit-identical to the uninterrupted local run: losses, accuracies,
+    # formats, everything but the wall time.
     for h in want:
         assert _comparable(got[h]) == _comparable(want[h])
     # Curves equal the uninterrupted local run's (the killed bucket's rows,

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -292,11 +294,80 @@ class BucketTrainer:
             {"params": self.states.params, "batch_stats": self.states.batch_stats}
         )
 
+    def snapshot(self, meta: Mapping[str, Any]) -> bytes:
+        """Every candidate's whole training state as ``.npz`` bytes, for `restore`.
+
+        Params, BatchNorm statistics, optimiser state, step counters, keys:
+        all that the next step reads, so training resumed from it is
+        bit-identical to training that never stopped. `meta` (JSON types) is
+        stored beside it, with this trainer's strategy and conv_impl.
+        """
+        states = jax.device_get(jax.tree.map(_key_data, self.states))
+        arrays = {
+            f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(states))
+        }
+        info = {**meta, "strategy": self.strategy, "conv_impl": self.conv_impl}
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.array(json.dumps(info, sort_keys=True)), **arrays)
+        return buffer.getvalue()
+
+    def restore(self, data: bytes) -> dict[str, Any]:
+        """Loads a `snapshot` of this bucket's trainer; returns its meta.
+
+        Raises:
+          ValueError: the snapshot is of another layout (strategy, conv_impl,
+            or the shape or dtype of a state array differ: it was taken by a
+            trainer of another plan), or is not a snapshot.
+        """
+        leaves, treedef = jax.tree.flatten(self.states)
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                saved = [z[f"leaf{i}"] for i in range(len(z.files) - 1)]
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(
+                f"not a trainer snapshot ({type(e).__name__}: {e})"
+            ) from None
+        for key in ("strategy", "conv_impl"):
+            if meta.get(key) != getattr(self, key):
+                raise ValueError(
+                    f"the snapshot's {key} is {meta.get(key)!r}, this trainer's "
+                    f"{getattr(self, key)!r}"
+                )
+        if len(saved) != len(leaves):
+            raise ValueError(
+                f"the snapshot holds {len(saved)} state arrays, this trainer "
+                f"{len(leaves)}"
+            )
+        restored = []
+        for i, (now, old) in enumerate(zip(leaves, saved, strict=True)):
+            want = _key_data(now)
+            if old.shape != want.shape or old.dtype != want.dtype:
+                raise ValueError(
+                    f"state array {i} is {old.dtype}{list(old.shape)} in the snapshot, "
+                    f"{want.dtype}{list(want.shape)} in this trainer"
+                )
+            value = jnp.asarray(old)
+            if _is_key(now):
+                value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(now))
+            restored.append(jax.device_put(value, now.sharding))
+        self.states = jax.tree.unflatten(treedef, restored)
+        return meta
+
     def diverged(self) -> np.ndarray:
         """bool [candidates]: which candidates are frozen after a non-finite loss."""
         if self.strategy == "sequential":
             return np.array([bool(s.diverged) for s in self.states])
         return np.asarray(self.states.diverged)[: self.bucket.size]  # no padding
+
+
+def _is_key(x: Any) -> bool:
+    return jnp.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _key_data(x: Any) -> Any:
+    """A typed PRNG key array as its uint32 data (npz holds no key dtype)."""
+    return jax.random.key_data(x) if _is_key(x) else x
 
 
 def _host_stack(members: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]:
@@ -389,6 +460,8 @@ def train_bucket(
     on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     augment: bool = True,
     keep_last: bool = False,
+    start_step: int = 0,
+    on_snapshot: Callable[[int], None] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Runs `steps` training steps on batches drawn on the device.
 
@@ -406,6 +479,11 @@ def train_bucket(
       keep_last: every epoch ends with the partial batch of the remaining
         examples (`pipeline.batch_shapes`); its step is a second compiled
         program (another batch shape), run once per epoch.
+      start_step: steps already taken by a trainer restored from a snapshot
+        taken at a fetch (step 1 or a multiple of `log_every`): the batches
+        and the metric windows then continue as if training had not stopped.
+      on_snapshot: called with the step after each fetch before the last
+        (where `trainer.snapshot` may be taken and resumed from exactly).
 
     Returns:
       One dict per fetch: "step", and per-candidate arrays "loss" (mean over the
@@ -415,13 +493,14 @@ def train_bucket(
         ds,
         data_key,
         batch_size=batch_size,
-        num_steps=steps,
+        num_steps=steps - start_step,
         augment=augment,
+        start_step=start_step,
         dtype=jnp.float32,
         keep_last=keep_last,
     )
     history, window = [], []
-    for step, (images, labels) in enumerate(batches, 1):
+    for step, (images, labels) in enumerate(batches, start_step + 1):
         window.append(trainer.step(images, labels))
         # Step 1 too: it ends the compile, so a watcher hears of it early.
         if step == 1 or step % log_every == 0 or step == steps:
@@ -437,6 +516,8 @@ def train_bucket(
             history.append(record)
             if on_log is not None:
                 on_log(step, record)
+            if on_snapshot is not None and step < steps:
+                on_snapshot(step)
     return history
 
 

@@ -83,6 +83,7 @@ def validate(config: Any) -> list[tuple[str, str]]:
     _positive("train.batch_size", config.train.batch_size, integer=True)
     _positive("train.lr", config.train.lr)
     _positive("train.log_every", config.train.log_every, integer=True)
+    _positive("train.snapshot_every_s", config.train.snapshot_every_s, zero=True)
     _allowed("train.schedule", config.train.schedule, train.SCHEDULES)
     _allowed("train.augment", config.train.augment, (True, False))
     _allowed("train.strategy", config.train.strategy, STRATEGY_CHOICES)

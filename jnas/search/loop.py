@@ -28,6 +28,7 @@ process 0 merges.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -125,8 +126,17 @@ def run(
                 f"round {round_index} bucket {b} "
                 f"({meta.get('space')}:{meta.get('law')} x{bucket.size})"
             )
+            snapshot_id = _snapshot_id(bucket, seed)
             trainer, train_info = _train(
-                config, bucket, recipe, datasets, seed, mesh, label, workdir
+                config,
+                bucket,
+                recipe,
+                datasets,
+                seed,
+                mesh,
+                label,
+                workdir,
+                snapshot_id,
             )
             evaluated = formats.evaluate_formats(
                 trainer,
@@ -144,6 +154,7 @@ def run(
                 if config.checkpoints:
                     results.save_checkpoint(workdir, arch.hash, trainer.variables(j))
                 store.append(record)
+            results.drop_snapshot(workdir, snapshot_id)
             del trainer
             engine.clear_caches()  # a bucket's programs are not reused
             progress.log(round_index, len(keep))
@@ -194,6 +205,9 @@ def make_record(
 def _write_config(config: Any, workdir: Path, pid: int, adopt: bool) -> None:
     saved = config.to_dict()
     saved.pop("distributed", None)  # where it runs, not what it computes
+    # How often training is snapshotted changes no number (a resumed bucket
+    # is bit-identical), so it may differ between sittings too.
+    saved.get("train", {}).pop("snapshot_every_s", None)
     if pid == 0:
         results.write_config(workdir, saved, adopt=adopt)
     distributed.barrier("jnas_config")
@@ -387,11 +401,23 @@ def _seed_of(arch_hash: str, seed: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
+def _snapshot_id(bucket, bucket_seed: int) -> str:
+    """Names a bucket's training snapshot: its members and its data seed (the
+    workdir's config.json fixes everything else)."""
+    text = json.dumps([bucket_seed, [a.hash for a in bucket.members]])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _train(
+    config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir, snapshot_id
+):
     """Trains one bucket; returns its trainer and each member's "train" field.
 
     Logs its progress (`progress.BucketProgress`) under `label` and appends
-    its training curves to the workdir (`_CurveWriter`).
+    its training curves to the workdir (`_CurveWriter`). Every
+    ``train.snapshot_every_s`` seconds (at a metrics fetch) the whole training
+    state goes to ``snapshots/<snapshot_id>.npz``; a bucket that has one
+    resumes from it, bit-identically, and its "seconds" add both sittings.
     """
     cfg = config.train
     strategy, impl = engine.choose_plan(
@@ -403,7 +429,7 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
         input_shape=tuple(bucket.padded.input_shape),
     )
     seeds = [_seed_of(a.hash, config.seed) for a in bucket.members]
-    start = time.perf_counter()
+    start, start_step, before = time.perf_counter(), 0, 0.0
     trainer = engine.BucketTrainer(
         bucket,
         recipe,
@@ -413,6 +439,29 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
         conv_impl=impl,
         mesh=mesh,
     )
+    data = results.load_snapshot(workdir, snapshot_id)
+    if data is not None:
+        try:
+            meta = trainer.restore(data)
+            start_step, before = int(meta["step"]), float(meta["seconds"])
+            logging.info(
+                "%s: resumed from its snapshot at step %d of %d",
+                label,
+                start_step,
+                cfg.steps,
+            )
+        except ValueError as e:  # another plan (e.g. autotune chose otherwise)
+            logging.warning("%s: snapshot not used (%s); from step 0", label, e)
+    every = cfg.get("snapshot_every_s", 0)
+    last_saved = [time.perf_counter()]
+
+    def snapshot(step: int) -> None:
+        now = time.perf_counter()
+        if every and now - last_saved[0] >= every:
+            meta = {"step": step, "seconds": before + now - start}
+            results.save_snapshot(workdir, snapshot_id, trainer.snapshot(meta))
+            last_saved[0] = now
+
     history = engine.train_bucket(
         trainer,
         datasets["train"],
@@ -426,8 +475,10 @@ def _train(config, bucket, recipe, datasets, bucket_seed, mesh, label, workdir):
             progress_lib.BucketProgress(label, bucket.size, cfg.steps, cfg.batch_size),
             _CurveWriter(workdir, bucket, recipe, cfg.lr),
         ),
+        start_step=start_step,
+        on_snapshot=snapshot,
     )
-    seconds = time.perf_counter() - start
+    seconds = before + time.perf_counter() - start
     diverged = trainer.diverged()
     info = []
     for i in range(bucket.size):

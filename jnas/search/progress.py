@@ -76,6 +76,7 @@ class BucketProgress:
         self.steps, self.batch_size = steps, batch_size
         self.started = time.perf_counter()
         self.first_done: float | None = None
+        self.first_step = 1
         logging.info(
             "%s: %d candidate(s), %d steps; compiling the step", label, size, steps
         )
@@ -84,17 +85,18 @@ class BucketProgress:
         now = time.perf_counter()
         loss = float(np.nanmean(record["loss"])) if len(record["loss"]) else math.nan
         if self.first_done is None:
-            self.first_done = now
+            self.first_done, self.first_step = now, step
             logging.info(
-                "%s: step %d/%d (compile and first step %.1f s), loss %.3f",
+                "%s: step %d/%d (compile and %s %.1f s), loss %.3f",
                 self.label,
                 step,
                 self.steps,
+                "first step" if step == 1 else "the steps since the snapshot",
                 now - self.started,
                 loss,
             )
             return
-        per_step = (now - self.first_done) / max(1, step - 1)
+        per_step = (now - self.first_done) / max(1, step - self.first_step)
         logging.info(
             "%s: step %d/%d, %.0f candidate-images/s, loss %.3f, ETA %.0f s",
             self.label,
