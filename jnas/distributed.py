@@ -22,6 +22,7 @@ Launch commands for GPU hosts, SLURM and TPU pods: docs/scale-out.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import pkgutil
@@ -498,22 +499,55 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=(lambda c=pin: os.sched_setaffinity(0, c)) if pin else None,
+            preexec_fn=functools.partial(_worker_setup, pin),
         )
         procs.append(proc)
         pump = threading.Thread(target=_pump, args=(proc, f"[worker {i}] "))
         pump.start()
         pumps.append(pump)
     logging.info("started %d local workers, one per core", n)
+
+    def terminated(signum, frame):
+        raise _Terminated
+
+    # A `kill`, `scancel` or container stop sends SIGTERM to this process:
+    # without a handler it would die at once and leave its workers training,
+    # and writing to the workdir, beside the next run.
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         code = _wait_all(procs)
     except KeyboardInterrupt:
         _stop(procs, signal.SIGINT)
         raise
+    except _Terminated:
+        _stop(procs, signal.SIGTERM)
+        code = 128 + signal.SIGTERM
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for pump in pumps:
             pump.join()
     return code
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the process that started the local workers."""
+
+
+def _worker_setup(cores: set[int] | None) -> None:
+    """In a local worker before it starts: pin it, and tie it to its parent.
+
+    With ``PR_SET_PDEATHSIG`` (Linux) the worker gets SIGTERM when the process
+    that started it dies for any reason, SIGKILL included, so no orphan goes
+    on writing to the workdir.
+    """
+    if cores:
+        os.sched_setaffinity(0, cores)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait_all(procs: list[subprocess.Popen]) -> int:

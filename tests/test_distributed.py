@@ -330,6 +330,52 @@ def test_local_workers_split_the_search(tmp_path, cache, reference):
     assert (work / "figures" / "summary.md").exists()
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may wait for a reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_local_workers_end_with_the_process_that_started_them(tmp_path, cache, sig):
+    # A `kill` (SIGTERM: forwarded, then the workers are waited for) or a
+    # SIGKILL (the workers' PR_SET_PDEATHSIG) of the launcher leaves no
+    # worker training, and writing to the workdir, beside the next run.
+    proc = _launch(tmp_path / "w", cache, "--config.distributed.local_workers=2")
+    workers = []
+    for line in proc.stderr:  # the workers are up once they log
+        if "[worker 1]" in line:
+            workers = _children(proc.pid)
+            break
+    assert len(workers) == 2, "the launcher did not start two workers"
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else -sig)
+    deadline = time.time() + 60
+    while any(_running(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    orphans = [w for w in workers if _running(w)]
+    for w in orphans:  # not left behind by a failing test
+        os.kill(w, signal.SIGKILL)
+    assert not orphans, "a worker outlived its launcher"
+
+
 ONE_PER_BUCKET = "--config.train.max_bucket=1"
 KILL_GROUP = "one_candidate_per_bucket"
 
