@@ -520,7 +520,10 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
         _stop(procs, signal.SIGINT)
         raise
     except _Terminated:
-        _stop(procs, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: after jax.distributed.initialize a worker's
+        # SIGTERM only notes a preemption (JAX's coordination client handles
+        # it), and every file a worker writes survives a kill.
+        _stop(procs, signal.SIGKILL)
         code = 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -536,9 +539,10 @@ class _Terminated(Exception):
 def _worker_setup(cores: set[int] | None) -> None:
     """In a local worker before it starts: pin it, and tie it to its parent.
 
-    With ``PR_SET_PDEATHSIG`` (Linux) the worker gets SIGTERM when the process
+    With ``PR_SET_PDEATHSIG`` (Linux) the worker gets SIGKILL when the process
     that started it dies for any reason, SIGKILL included, so no orphan goes
-    on writing to the workdir.
+    on writing to the workdir (SIGTERM would not do: JAX's coordination
+    client takes it as a preemption notice and the worker runs on).
     """
     if cores:
         os.sched_setaffinity(0, cores)
@@ -547,7 +551,7 @@ def _worker_setup(cores: set[int] | None) -> None:
 
         pr_set_pdeathsig = 1
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _wait_all(procs: list[subprocess.Popen]) -> int:

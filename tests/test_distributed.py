@@ -354,8 +354,8 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_local_workers_end_with_the_process_that_started_them(tmp_path, cache, sig):
-    # A `kill` (SIGTERM: forwarded, then the workers are waited for) or a
-    # SIGKILL (the workers' PR_SET_PDEATHSIG) of the launcher leaves no
+    # A `kill` (SIGTERM: the launcher kills its workers and waits for them)
+    # or a SIGKILL (the workers' PR_SET_PDEATHSIG) of the launcher leaves no
     # worker training, and writing to the workdir, beside the next run.
     proc = _launch(tmp_path / "w", cache, "--config.distributed.local_workers=2")
     workers = []
