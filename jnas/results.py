@@ -426,6 +426,30 @@ def load_snapshot(workdir: str | Path, snapshot_id: str) -> bytes | None:
 
 def drop_snapshot(workdir: str | Path, snapshot_id: str) -> None:
     """Deletes a bucket's snapshot once its records are stored."""
-    path = snapshot_path(workdir, snapshot_id)
-    if path.exists():
+    _unlink_if_there(snapshot_path(workdir, snapshot_id))
+
+
+def drop_all_snapshots(workdir: str | Path) -> int:
+    """Deletes every snapshot left in a finished search's workdir; returns how many.
+
+    A process killed after a bucket's records were stored but before its
+    snapshot was dropped leaves that snapshot behind, and the rerun skips the
+    bucket (nothing to train). Once every bucket of every round is recorded,
+    no snapshot can be resumed from, so all that remain are such leftovers.
+    """
+    folder = storage.path(workdir) / SNAPSHOTS
+    if not folder.exists():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.endswith(".npz")]
+    for p in stale:
+        _unlink_if_there(p)
+    return len(stale)
+
+
+def _unlink_if_there(path: storage.AnyPath) -> None:
+    # Another process may delete the same file between a check and the
+    # unlink (process 0 clears leftovers as the last taker drops its own).
+    try:
         path.unlink()
+    except FileNotFoundError:
+        pass

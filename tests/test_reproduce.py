@@ -350,6 +350,10 @@ def test_release_comparison_tables_by_hand():
     text = release.markdown(rows, ["seed 0", "seed 1"])
     row = "| mobilenetv2:s5:0 | 500 | 71.00 | 73.00 | 72.00 | 1.41 | 60.00 | +11.00 |"
     assert row + " 10 |" in text
+    # A law with fewer than 3 networks has no rank correlation, said in words.
+    two = release.markdown(release.compare([seed0[:2] + seed0[3:]], table), ["seed 0"])
+    assert "| mobilenetv2 s5 | 2 | n/a (fewer than 3) | n/a (fewer than 3) |" in two
+    assert "nan" not in two
     with pytest.raises(ValueError, match="mobilenetv2:s4:9 is not in the release"):
         release.compare([[_record("s4", 9, 0.5)]], table)
 

@@ -168,6 +168,7 @@ def markdown(rows: Sequence[Row], labels: Sequence[str]) -> str:
         "| group | networks | jnas's accuracy | yardstick: parameter count |",
         "|---|---|---|---|",
     ]
+    rho = lambda v: f"{v:.3f}" if np.isfinite(v) else "n/a (fewer than 3)"
     for name, c in correlations(rows).items():
-        lines.append(f"| {name} | {c['n']} | {c['ours']:.3f} | {c['params']:.3f} |")
+        lines.append(f"| {name} | {c['n']} | {rho(c['ours'])} | {rho(c['params'])} |")
     return "\n".join(lines) + "\n"

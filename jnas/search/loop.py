@@ -161,8 +161,14 @@ def run(
         if nproc > 1:  # the next round (and the merge) needs every record
             _check_round_recorded(workdir, round_index, [a for a, _ in keep])
     final = results.load(workdir)
-    if nproc > 1 and pid == 0:
-        results.merge_shards(workdir, final)
+    if pid == 0:
+        if nproc > 1:
+            results.merge_shards(workdir, final)
+        # Every bucket is recorded (with several processes, checked above):
+        # a snapshot still here was left by a kill between a bucket's last
+        # record and its snapshot's deletion.
+        if stale := results.drop_all_snapshots(workdir):
+            logging.info("dropped %d stale bucket snapshot(s)", stale)
     return final
 
 
