@@ -11,10 +11,11 @@ add ``--config.data.data_dir=PATH``, e.g. shared/datasets/cifar10-jpeg.tar.gz):
         --config.seed=1 --workdir=runs/reproduce_seed1
     python -m launch.search --config=experiments/reproduce.py:seeds \\
         --config.seed=2 --workdir=runs/reproduce_seed2
-    # Phase 3, QAT: networks trained with their weights rounded to e4m3 (8
-    # bits) in the forward pass; compare with phase 1's post-training e4m3
+    # Phase 3, QAT: the best phase-1 network of each law trained with its
+    # stored values rounded to e4m3 (8 bits) in the forward pass; compare
+    # with the same networks' post-training e4m3 (the format sweep)
     python -m launch.search --config=experiments/reproduce.py:qat \
-        --config.search.candidates="('mobilenetv2:s5:22',)" --workdir=runs/reproduce_qat
+        --workdir=runs/reproduce_qat
     # Phase 2: a longer schedule (30 epochs) on the s5 and s6 networks
     python -m launch.search --config=experiments/reproduce.py:phase2 \\
         --workdir=runs/reproduce_phase2
@@ -55,6 +56,10 @@ PHASE1 = {
 }
 # Seed noise: the first four s6 and the first two s5 networks of phase 1.
 SEEDS = {"s5": PHASE1["s5"][:2], "s6": PHASE1["s6"][:4]}
+# QAT: the best network of each law in phase 1 (seed 0, float32 test accuracy:
+# s4:10 62.23%, s5:31 52.59%, s6:30 47.08%; s4 among the networks finished
+# when this was chosen, 17 of 24).
+QAT = {"s4": (10,), "s5": (31,), "s6": (30,)}
 VARIANTS = ("phase1", "seeds", "phase2", "qat", "tiny")
 
 
@@ -98,7 +103,7 @@ def get_config(arg: str | None = "phase1"):
         # pass rounds every stored value to it, in training and evaluation, so
         # the record's "float32" test accuracy is the network as deployed in
         # e4m3 (the master weights stay float32 for the optimiser).
-        c.search.candidates = _items({k: PHASE1[k] for k in ("s5", "s6")})
+        c.search.candidates = _items(QAT)
         c.train.qat_format = "e4m3"
     elif arg == "tiny":  # the tests' version: two networks, a few steps
         c.distributed.local_workers = 1

@@ -425,6 +425,91 @@ def test_format_fronts_choose_on_one_half_and_report_the_other():
         )
 
 
+def test_qat_table_sets_qat_against_post_training_rounding_by_hand():
+    from jnas.report import fronts
+
+    def record(law, index, h):
+        return {"hash": h, "space": "mobilenetv2", "law": law, "index": index}
+
+    def row(h, fmt, b):
+        return {"hash": h, "format": fmt, "test_a": 0.0, "test_b": b}
+
+    # The two runs give the same network different hashes' records (the QAT
+    # run's arch is the same; its hash may be too): matched by name.
+    base = [record("s6", 30, "a"), record("s5", 31, "b"), record("s5", 0, "c")]
+    base_rows = [
+        row("a", "float32", 0.47),
+        row("a", "e4m3", 0.44),
+        row("b", "float32", 0.52),
+        row("b", "e4m3", 0.50),
+        row("c", "float32", 0.42),  # no e4m3 row: left out
+    ]
+    qat = [record("s6", 30, "q1"), record("s5", 31, "q2"), record("s5", 0, "q3")]
+    qat_rows = [row("q1", "e4m3", 0.46), row("q2", "e4m3", 0.4925)]
+    text = fronts.qat_table(base, base_rows, qat, qat_rows, "e4m3", report="test_b")
+    lines = text.splitlines()
+    assert "post-training e4m3 | QAT in e4m3" in lines[0]
+    assert lines[2:] == [
+        "| mobilenetv2:s5:31 | 52.00% | 50.00% | 49.25% | -0.75 | -2.75 |",
+        "| mobilenetv2:s6:30 | 47.00% | 44.00% | 46.00% | +2.00 | -1.00 |",
+    ]
+    with pytest.raises(ValueError, match=r"QAT networks: mobilenetv2:s5:0"):
+        fronts.qat_table(base, base_rows, qat[2:], qat_rows, "e4m3", report="test_b")
+
+
+def test_fronts_launcher_adds_the_qat_table_and_names_a_non_qat_workdir(tmp_path):
+    import subprocess
+    import sys
+
+    arch = spaces.sample("mobilenetv2", "s6", 30)
+
+    def workdir(name, train, rows):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"train": train}))
+        rec = {
+            "hash": arch.hash,
+            "space": "mobilenetv2",
+            "law": "s6",
+            "index": 30,
+            "arch": arch.to_dict(meta=False),
+        }
+        (d / "results.jsonl").write_text(json.dumps(rec) + "\n")
+        lines = [
+            json.dumps({"hash": arch.hash, "format": f, "test_a": a, "test_b": b})
+            for f, a, b in rows
+        ]
+        (d / "formats.jsonl").write_text("\n".join(lines) + "\n")
+        return d
+
+    base = workdir(
+        "base",
+        {"qat_format": ""},
+        [("float32", 0.47, 0.47), ("e5m10", 0.47, 0.47), ("e4m3", 0.45, 0.44)],
+    )
+    qat = workdir("qat", {"qat_format": "e4m3"}, [("e4m3", 0.46, 0.46)])
+
+    def fronts(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "launch.fronts", f"--workdir={base}", *flags],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = fronts(f"--qat_workdir={qat}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = (base / "fronts.md").read_text()
+    assert "in e4m3, accuracies on test_b" in text
+    assert "| mobilenetv2:s6:30 | 47.00% | 44.00% | 46.00% | +2.00 | -1.00 |" in text
+    bad = fronts(f"--qat_workdir={base}")
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (
+        f"fronts.py: error: --qat_workdir={base} was not trained with train.qat_format"
+    )
+
+
 def test_test_halves_are_stratified_and_disjoint():
     from jnas.search import formats
 

@@ -11,7 +11,9 @@ more exponent bits, as `jnas.search.formats.format_search`), reported on the
 ``report`` split. With ``select != report`` (the two halves of the test set,
 ``test_a`` / ``test_b``) no reported accuracy was measured on the images that
 chose the format. `front_table` then gives, per memory budget, the best
-network of each kind that fits.
+network of each kind that fits. `qat_table` sets quantisation-aware training
+against post-training rounding: the same networks, one format fixed in
+advance, both workdirs swept by the same code.
 """
 
 from __future__ import annotations
@@ -140,4 +142,62 @@ def front_table(pts: Sequence[Point], budgets: Iterable[float]) -> str:
             else ""
         )
         lines.append(f"| {budget / KIB:g} KiB | " + " | ".join(cells) + f" | {gain} |")
+    return "\n".join(lines) + "\n"
+
+
+def qat_table(
+    base_records: Sequence[Mapping[str, Any]],
+    base_rows: Iterable[Mapping[str, Any]],
+    qat_records: Sequence[Mapping[str, Any]],
+    qat_rows: Iterable[Mapping[str, Any]],
+    fmt: str,
+    *,
+    report: str,
+) -> str:
+    """Markdown: per network, post-training rounding to ``fmt`` against QAT in it.
+
+    Both sides are read from format-sweep rows on the ``report`` split: the
+    base run's float32 and ``fmt`` rows (its checkpoint rounded after
+    training), and the QAT run's ``fmt`` row (its checkpoint, trained with
+    the forward pass rounding every stored value to ``fmt``, rounded the same
+    way: what the QAT network deploys as). Networks are matched by
+    "space:law:index"; those missing on either side are left out. ``fmt`` is
+    fixed before either run, so no column is chosen on the split it reports.
+
+    Raises:
+      ValueError: no network has the rows on both sides (names what is missing).
+    """
+    fmt = str(precision.FloatFormat.parse(fmt))
+
+    def by_name(records, rows):
+        acc: dict[str, dict[str, float]] = {}
+        for row in rows:
+            acc.setdefault(row["hash"], {})[row["format"]] = row.get(report)
+        return {
+            f"{r['space']}:{r['law']}:{r['index']}": acc.get(r["hash"], {})
+            for r in records
+        }
+
+    base, qat = by_name(base_records, base_rows), by_name(qat_records, qat_rows)
+    lines = [
+        f"| network | float32 | post-training {fmt} | QAT in {fmt} "
+        "| QAT - post-training | QAT - float32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in sorted(qat):
+        b, q = base.get(name, {}), qat[name]
+        if None in (b.get("float32"), b.get(fmt), q.get(fmt)):
+            continue
+        f32, post, trained = b["float32"], b[fmt], q[fmt]
+        lines.append(
+            f"| {name} | {100 * f32:.2f}% | {100 * post:.2f}% | {100 * trained:.2f}% "
+            f"| {100 * (trained - post):+.2f} | {100 * (trained - f32):+.2f} |"
+        )
+    if len(lines) == 2:
+        raise ValueError(
+            f"no network has float32 and {fmt} rows on {report!r} in the base "
+            f"workdir and a {fmt} row in the QAT workdir (QAT networks: "
+            f"{', '.join(sorted(qat)) or 'none'}); run python -m launch.formats "
+            "on both"
+        )
     return "\n".join(lines) + "\n"
