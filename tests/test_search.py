@@ -173,6 +173,23 @@ def test_show_config_lists_every_key_with_value_and_documentation(tmp_path):
     assert "data.name = 'cifar10'  # " in "\n".join(lines)  # paper.py's value
 
 
+def test_config_json_leaves_out_how_a_search_runs(tmp_path):
+    config = quickstart.get_config("tiny")
+    config.distributed.local_workers = 2
+    config.train.snapshot_every_s = 5.0
+    loop._write_config(config, tmp_path, 0, False)
+    saved = results.read_config(tmp_path)
+    assert "distributed" not in saved and "snapshot_every_s" not in saved["train"]
+    assert saved["train"]["steps"] == config.train.steps
+    # Another sitting may run it differently, but not compute something else.
+    config.distributed.local_workers = 0
+    config.train.snapshot_every_s = 600.0
+    loop._write_config(config, tmp_path, 0, False)
+    config.train.lr = 2 * config.train.lr
+    with pytest.raises(results.ConfigMismatchError, match=r"train.lr: "):
+        loop._write_config(config, tmp_path, 0, False)
+
+
 def test_latency_budget_without_a_predictor_is_refused():
     with pytest.raises(ValueError, match="latency.predictor is 'none'"):
         search.validate(_config(**{"constraints.latency_ms": 10.0}))

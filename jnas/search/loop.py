@@ -208,12 +208,23 @@ def make_record(
 # ----------------------------------------------------------- the steps
 
 
+# Config keys that say how a search runs, not what it computes: left out of
+# config.json, so they may differ between sittings of one workdir.
+EXECUTION_ONLY = (
+    "distributed",  # where it runs: processes, queue order, balance
+    # how often training is snapshotted (a resumed bucket is bit-identical)
+    "train.snapshot_every_s",
+)
+
+
 def _write_config(config: Any, workdir: Path, pid: int, adopt: bool) -> None:
     saved = config.to_dict()
-    saved.pop("distributed", None)  # where it runs, not what it computes
-    # How often training is snapshotted changes no number (a resumed bucket
-    # is bit-identical), so it may differ between sittings too.
-    saved.get("train", {}).pop("snapshot_every_s", None)
+    for dotted in EXECUTION_ONLY:
+        *parents, key = dotted.split(".")
+        group = saved
+        for name in parents:
+            group = group.get(name, {})
+        group.pop(key, None)
     if pid == 0:
         results.write_config(workdir, saved, adopt=adopt)
     distributed.barrier("jnas_config")
