@@ -434,8 +434,8 @@ def test_qat_table_sets_qat_against_post_training_rounding_by_hand():
     def row(h, fmt, b):
         return {"hash": h, "format": fmt, "test_a": 0.0, "test_b": b}
 
-    # The two runs give the same network different hashes' records (the QAT
-    # run's arch is the same; its hash may be too): matched by name.
+    # Rows are keyed by each run's own record hashes (different here, to show
+    # that the two runs are joined by "space:law:index", not by hash).
     base = [record("s6", 30, "a"), record("s5", 31, "b"), record("s5", 0, "c")]
     base_rows = [
         row("a", "float32", 0.47),
