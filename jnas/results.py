@@ -382,7 +382,16 @@ def load_checkpoint(workdir: str | Path, arch_hash: str) -> Any:
         import orbax.checkpoint as ocp
 
         _quiet_orbax()
-        with ocp.StandardCheckpointer() as ckptr:
+        # By default orbax meets every process of a jax.distributed job in
+        # each restore, so one process reading alone (process 0's startup
+        # check of a workdir a one-process run began) would wait for the
+        # others' next restore, i.e. forever: read as the only active process.
+        import jax
+
+        options = ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()}
+        )
+        with ocp.StandardCheckpointer(multiprocessing_options=options) as ckptr:
             return ckptr.restore(path)
     except Exception as e:  # noqa: BLE001 - any reader failure means unreadable
         raise CheckpointError(

@@ -254,3 +254,55 @@ def test_curves_merge_shards_and_keep_the_first_row_of_each_step(tmp_path):
         ("a", 10, 1.0),
         ("b", 10, 1.0),
     ]
+
+
+_RESTORE_ALONE = """
+import sys
+import jax
+from jnas import distributed, results
+pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+jax.devices()  # both processes' backends up, as in a search
+client = distributed._coordination_client()
+if pid == 0:
+    variables = results.load_checkpoint(workdir, "abc")
+    assert float(variables["params"]["w"].sum()) == 6.0
+    client.key_value_set("restored", "yes")
+else:  # busy elsewhere (training a bucket): never in a restore
+    client.blocking_key_value_get("restored", 60_000)
+"""
+
+
+def test_one_process_of_a_job_restores_a_checkpoint_alone(tmp_path):
+    # A one-process run writes orbax checkpoints; process 0 of a multi-process
+    # rerun restores them at startup while the others train. orbax's default
+    # restore meets every process, so process 0 waited for the others (found
+    # in issue 17's QAT run: one worker idle for a whole bucket).
+    import socket
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    results.save_checkpoint(tmp_path, "abc", {"params": {"w": np.arange(4.0)}})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RESTORE_ALONE, str(pid), port, str(tmp_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err[-2000:]
+    finally:
+        for proc in procs:
+            proc.kill()

@@ -420,3 +420,35 @@ def test_shipped_experiment_configs_are_valid(module, variant):
         assert config.constraints.latency_ms == 10.0
         kinds = {"float": "float32", "half": "half", "reduced": "custom"}
         assert config.constraints.memory_format == kinds[variant]
+
+
+def test_progress_line_counts_every_shard_of_the_workdir(tmp_path, caplog):
+    # A workdir made by two workers and continued by one process: the
+    # continuing process writes results.jsonl, but the round's count, the
+    # store's size and the ETA must cover the workers' shards too.
+    from jnas.search import progress
+
+    def record(index, acc):
+        return {
+            "hash": f"h{index}",
+            "round": 0,
+            "feasible": True,
+            "space": "mobilenetv2",
+            "law": "s6",
+            "index": index,
+            "accuracy": {"float32": {"val": None, "test": acc}},
+            "custom_format": None,
+            "memory_bytes": {},
+        }
+
+    for shard, indices in (("results.0.jsonl", (0, 1)), ("results.1.jsonl", (2,))):
+        for i in indices:
+            results.append_line(tmp_path / shard, record(i, 0.3 + i / 100))
+    line = progress.Progress(tmp_path)
+    results.Store(tmp_path).append(record(3, 0.2))
+    with caplog.at_level("INFO", logger="absl"):
+        line.log(0, 4)
+    text = caplog.records[-1].getMessage()
+    assert "round 0: 4/4 feasible candidates trained (4 in the store)" in text
+    assert "ETA of the round 0 s" in text
+    assert "best feasible: mobilenetv2:s6#2 test 0.320" in text

@@ -81,7 +81,7 @@ def run(
     predictor = constraints.load_predictor(config.latency.predictor)
     recipe = config_lib.make_recipe(config)
     datasets = None
-    progress = progress_lib.Progress(store)
+    progress = progress_lib.Progress(workdir)
     for round_index in range(config.search.rounds):
         known = {r["hash"]: r for r in results.load(workdir)}  # every shard
         archs = explicit or _sample(config, pairs, round_index, known.values())

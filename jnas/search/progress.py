@@ -13,17 +13,24 @@ from jnas import results
 
 
 class Progress:
-    """The progress line: candidates of the round, ETA, best feasible so far."""
+    """The progress line: candidates of the round, ETA, best feasible so far.
 
-    def __init__(self, store: results.Store):
-        self.store = store
+    Args:
+      workdir: the search's folder; every process's results shard is read.
+    """
+
+    def __init__(self, workdir):
+        # Every process's shard counts: a workdir continued by a different
+        # number of processes than made it (or by one of several workers)
+        # holds records in shards this process does not write.
+        self.workdir = workdir
         self.started = time.perf_counter()
-        self.done_at_start = len(store)
+        self.done_at_start = len(results.load(workdir))
 
     def log(self, round_index: int, round_total: int) -> None:
         # The ETA covers this round's feasible candidates (later rounds'
         # counts are unknown until they are sampled and filtered).
-        records = self.store.records()
+        records = results.load(self.workdir)
         elapsed = time.perf_counter() - self.started
         rate = elapsed / max(1, len(records) - self.done_at_start)
         in_round = sum(1 for r in records if r["round"] == round_index)
