@@ -9,7 +9,6 @@ tests/conftest.py).
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,14 +24,8 @@ from jnas import distributed, results, search
 from jnas.population import sharding
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_processes(workdir, cache, *flags) -> list[subprocess.Popen]:
-    port = _free_port()
+    port = distributed._free_port()
     common = [
         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
         "--config.distributed.num_processes=2",
@@ -391,7 +384,7 @@ def one_per_bucket(tmp_path_factory, xla_cache):
 
 
 def _processes(n, workdir, cache, *flags) -> list[subprocess.Popen]:
-    port = _free_port()
+    port = distributed._free_port()
     common = [
         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
         f"--config.distributed.num_processes={n}",

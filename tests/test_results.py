@@ -278,16 +278,15 @@ def test_one_process_of_a_job_restores_a_checkpoint_alone(tmp_path):
     # rerun restores them at startup while the others train. orbax's default
     # restore meets every process, so process 0 waited for the others (found
     # in issue 17's QAT run: one worker idle for a whole bucket).
-    import socket
     import subprocess
     import sys
 
     import numpy as np
 
+    from jnas import distributed
+
     results.save_checkpoint(tmp_path, "abc", {"params": {"w": np.arange(4.0)}})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(distributed._free_port())
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
