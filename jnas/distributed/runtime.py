@@ -1,18 +1,16 @@
-"""Several processes on JAX's runtime: local workers, start, work queue, barriers.
+"""Several processes on JAX's runtime: start, work queue, heartbeats, barriers.
 
-On a CPU-only host, `local_workers` / `run_local_workers` split one search
-into one pinned worker process per core (the launcher runs them). `initialize`
-starts `jax.distributed` from the config, the usual JAX environment variables
-(`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU pods, SLURM, Open MPI:
-JAX detects them). The processes take buckets from a shared queue (`take`:
-longest estimated cost first, the next bucket to whichever process is free;
-the queue is a counter in JAX's coordination service), train them on their
-own devices and append their records to their own shard of the workdir
-(`jnas.results.shard_name`); all processes meet at the end of each round
-(`barrier`, JAX's `sync_global_devices`), and process 0 then merges the
-shards (`jnas.results.merge_shards`). A restarted job starts a fresh queue
-and retrains exactly the unfinished candidates; finished ones are found in
-any shard and kept.
+`initialize` starts `jax.distributed` from the config, the usual JAX
+environment variables (`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU
+pods, SLURM, Open MPI: JAX detects them). The processes take buckets from a
+shared queue (`take`: longest estimated cost first, the next bucket to
+whichever process is free; the queue is a counter in JAX's coordination
+service), train them on their own devices and append their records to their
+own shard of the workdir (`jnas.results.shard_name`); all processes meet at
+the end of each round (`barrier`, JAX's `sync_global_devices`), and process 0
+then merges the shards (`jnas.results.merge_shards`). A restarted job starts a
+fresh queue and retrains exactly the unfinished candidates; finished ones are
+found in any shard and kept.
 
 The workdir must be on a filesystem every process sees. The devices of one
 process are `jnas.population.sharding`'s; this module writes no files.
@@ -21,15 +19,7 @@ Launch commands for GPU hosts, SLURM and TPU pods: docs/scale-out.md.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib.util
 import os
-import pkgutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -46,8 +36,6 @@ _LEASE_S = 100.0
 HEARTBEAT_S = 1.0
 # How the bucket queue is ordered (`queue_order`).
 QUEUE_ORDERS = ("longest_first", "shortest_first")
-# "auto" local workers on a CPU-only host: one per core, at most this many.
-MAX_AUTO_WORKERS = 8
 # Environment variables that mean "this process is one of several".
 _CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS",)
 
@@ -406,188 +394,3 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-# ------------------------------------------------------------- local workers
-
-
-def local_workers(config: Any) -> int:
-    """How many worker processes a search starts on this host (1: itself).
-
-    `config.local_workers` (the `config.distributed` group): a count, or 0 for
-    "auto": one per core this process may run on (at most
-    MAX_AUTO_WORKERS) when JAX has only the CPU here, else 1. On a CPU, one
-    worker pinned to each core, each training its own buckets, beats
-    one process whose programs spread over every core: small networks'
-    operations are too short to parallelise well (docs/population.md has the
-    measurements). A process that is already one of several (a coordinator
-    address, several processes configured, or a cluster environment) is
-    never split further.
-    """
-    n = config.get("local_workers", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(
-            f"config.distributed.local_workers={n!r} must be an int >= 0 "
-            "(0: one worker per core on a CPU-only host)"
-        )
-    several = (
-        bool(config.coordinator_address)
-        or config.num_processes > 1
-        or any(os.environ.get(k) for k in _CLUSTER_ENV)
-        or config.initialize == "always"
-    )
-    if several:
-        return 1
-    if n:
-        return n
-    if not _cpu_only():
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
-
-
-def _cpu_only() -> bool:
-    """Whether JAX will only find the CPU here, without starting a backend.
-
-    (Starting one to ask would hold an accelerator the workers then need.)
-    """
-    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
-    if platforms:
-        return {p.strip() for p in platforms.split(",")} == {"cpu"}
-    try:
-        import jax_plugins  # GPU plugins (jax-cuda*, jax-rocm*) live here
-
-        if any(True for _ in pkgutil.iter_modules(jax_plugins.__path__)):
-            return False
-    except ImportError:
-        pass
-    return importlib.util.find_spec("libtpu") is None
-
-
-def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
-    """Runs `python -m module *argv` as `n` processes of one search; waits.
-
-    Each worker is process i of n under `jax.distributed` (a coordinator on
-    127.0.0.1), pinned to its own core where there are enough (XLA's flags
-    stay as they are: `--xla_cpu_multi_thread_eigen=false` made a pinned
-    worker's steps 10% and its compiles ~50% slower). Their log lines are
-    prefixed with "[worker i]". If one fails, the others are stopped (they would wait
-    for it at the next barrier). Ctrl-C stops them all; what they recorded
-    stays in the workdir and a rerun resumes.
-
-    Returns:
-      0 if every worker succeeded, else the first failing exit code.
-    """
-    port = _free_port()
-    cores = sorted(os.sched_getaffinity(0))
-    env = dict(os.environ)
-    procs, pumps = [], []
-    for i in range(n):
-        cmd = [
-            sys.executable,
-            "-m",
-            module,
-            *argv,
-            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-            f"--config.distributed.num_processes={n}",
-            f"--config.distributed.process_id={i}",
-            "--config.distributed.local_workers=1",
-        ]
-        pin = {cores[i]} if n <= len(cores) else None
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=functools.partial(_worker_setup, pin),
-        )
-        procs.append(proc)
-        pump = threading.Thread(target=_pump, args=(proc, f"[worker {i}] "))
-        pump.start()
-        pumps.append(pump)
-    logging.info("started %d local workers, one per core", n)
-
-    def terminated(signum, frame):
-        raise _Terminated
-
-    # A `kill`, `scancel` or container stop sends SIGTERM to this process:
-    # without a handler it would die at once and leave its workers training,
-    # and writing to the workdir, beside the next run.
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        code = _wait_all(procs)
-    except KeyboardInterrupt:
-        _stop(procs, signal.SIGINT)
-        raise
-    except _Terminated:
-        # SIGKILL, not SIGTERM: after jax.distributed.initialize a worker's
-        # SIGTERM only notes a preemption (JAX's coordination client handles
-        # it), and every file a worker writes survives a kill.
-        _stop(procs, signal.SIGKILL)
-        code = 128 + signal.SIGTERM
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for pump in pumps:
-            pump.join()
-    return code
-
-
-class _Terminated(Exception):
-    """SIGTERM reached the process that started the local workers."""
-
-
-def _worker_setup(cores: set[int] | None) -> None:
-    """In a local worker before it starts: pin it, and tie it to its parent.
-
-    With ``PR_SET_PDEATHSIG`` (Linux) the worker gets SIGKILL when the process
-    that started it dies for any reason, SIGKILL included, so no orphan goes
-    on writing to the workdir (SIGTERM would not do: JAX's coordination
-    client takes it as a preemption notice and the worker runs on).
-    """
-    if cores:
-        os.sched_setaffinity(0, cores)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _wait_all(procs: list[subprocess.Popen]) -> int:
-    pending = list(procs)
-    while pending:
-        for proc in list(pending):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.5)
-            if proc.returncode is None:
-                continue
-            pending.remove(proc)
-            if proc.returncode != 0:
-                _stop(pending, signal.SIGTERM)
-                return proc.returncode
-    return 0
-
-
-def _stop(procs: list[subprocess.Popen], sig: int) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _pump(proc: subprocess.Popen, prefix: str) -> None:
-    for line in proc.stdout:
-        sys.stderr.write(prefix + line)
-    proc.stdout.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
