@@ -25,7 +25,7 @@ from jnas.population import sharding
 
 
 def _two_processes(workdir, cache, *flags) -> list[subprocess.Popen]:
-    port = distributed._free_port()
+    port = distributed.free_port()
     common = [
         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
         "--config.distributed.num_processes=2",
@@ -384,7 +384,7 @@ def one_per_bucket(tmp_path_factory, xla_cache):
 
 
 def _processes(n, workdir, cache, *flags) -> list[subprocess.Popen]:
-    port = distributed._free_port()
+    port = distributed.free_port()
     common = [
         f"--config.distributed.coordinator_address=127.0.0.1:{port}",
         f"--config.distributed.num_processes={n}",

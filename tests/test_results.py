@@ -263,7 +263,7 @@ from jnas import distributed, results
 pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
 jax.devices()  # both processes' backends up, as in a search
-client = distributed._coordination_client()
+client = distributed.coordination_client()
 if pid == 0:
     variables = results.load_checkpoint(workdir, "abc")
     assert float(variables["params"]["w"].sum()) == 6.0
@@ -286,7 +286,7 @@ def test_one_process_of_a_job_restores_a_checkpoint_alone(tmp_path):
     from jnas import distributed
 
     results.save_checkpoint(tmp_path, "abc", {"params": {"w": np.arange(4.0)}})
-    port = str(distributed._free_port())
+    port = str(distributed.free_port())
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(

@@ -8,7 +8,7 @@ watching and stopping them). Design: docs/scale-out.md.
 
 from jnas.distributed.local import (
     MAX_AUTO_WORKERS,
-    _free_port,  # noqa: F401 - tests use it
+    free_port,
     local_workers,
     run_local_workers,
 )
@@ -18,8 +18,8 @@ from jnas.distributed.runtime import (
     QUEUE_ORDERS,
     Liveness,
     WorkQueue,
-    _coordination_client,  # noqa: F401 - tests use it
     barrier,
+    coordination_client,
     finish,
     initialize,
     longest_first,
@@ -35,7 +35,9 @@ __all__ = [
     "Liveness",
     "WorkQueue",
     "barrier",
+    "coordination_client",
     "finish",
+    "free_port",
     "initialize",
     "local_workers",
     "longest_first",

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 from absl import logging
 
-from jnas.distributed.runtime import _CLUSTER_ENV
+from jnas.distributed.runtime import CLUSTER_ENV
 
 # "auto" local workers on a CPU-only host: one per core, at most this many.
 MAX_AUTO_WORKERS = 8
@@ -52,7 +52,7 @@ def local_workers(config: Any) -> int:
     several = (
         bool(config.coordinator_address)
         or config.num_processes > 1
-        or any(os.environ.get(k) for k in _CLUSTER_ENV)
+        or any(os.environ.get(k) for k in CLUSTER_ENV)
         or config.initialize == "always"
     )
     if several:
@@ -96,7 +96,7 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
     Returns:
       0 if every worker succeeded, else the first failing exit code.
     """
-    port = _free_port()
+    port = free_port()
     cores = sorted(os.sched_getaffinity(0))
     env = dict(os.environ)
     procs, pumps = [], []
@@ -206,7 +206,12 @@ def _pump(proc: subprocess.Popen, prefix: str) -> None:
     proc.stdout.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now: a local coordinator's address.
+
+    (Free when asked; a process binding it later may find it taken, as any
+    such choice can.)
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

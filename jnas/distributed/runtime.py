@@ -37,7 +37,7 @@ HEARTBEAT_S = 1.0
 # How the bucket queue is ordered (`queue_order`).
 QUEUE_ORDERS = ("longest_first", "shortest_first")
 # Environment variables that mean "this process is one of several".
-_CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS",)
+CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS",)
 
 
 def initialize(config: Any) -> bool:
@@ -67,7 +67,7 @@ def initialize(config: Any) -> bool:
         and (
             bool(config.coordinator_address)
             or config.num_processes > 1
-            or any(os.environ.get(k) for k in _CLUSTER_ENV)
+            or any(os.environ.get(k) for k in CLUSTER_ENV)
         )
     )
     if not wanted:
@@ -86,7 +86,7 @@ def initialize(config: Any) -> bool:
         process_id=None if config.process_id < 0 else config.process_id,
         heartbeat_timeout_seconds=int(_LEASE_S),
     )
-    _start_heartbeat(_coordination_client(), jax.process_index())
+    _start_heartbeat(coordination_client(), jax.process_index())
     logging.info(
         "jax.distributed: process %d of %d, %d local devices, %d in all",
         jax.process_index(),
@@ -189,7 +189,7 @@ class WorkQueue:
             if jax.process_count() == 1:
                 yield from self.order
                 return
-            client = self.client = _coordination_client()
+            client = self.client = coordination_client()
         self.pid = _process_index(client)
         self.liveness = Liveness(
             client, _LEASE_S if self.lease_s is None else self.lease_s
@@ -350,7 +350,12 @@ def _process_index(client: Any) -> int:
     return jax.process_index() if pid is None else pid
 
 
-def _coordination_client() -> Any:
+def coordination_client() -> Any:
+    """The key-value store of JAX's coordination service (this process's client).
+
+    Raises:
+      RuntimeError: if several processes run without `jax.distributed`.
+    """
     # JAX has no public handle on the coordination service's key-value store;
     # orbax's multi-host utilities use this one too.
     from jax._src import distributed as jax_distributed
@@ -376,7 +381,7 @@ def finish(timeout_s: float = 120.0) -> None:
     """
     if jax.process_count() == 1 or not jax.distributed.is_initialized():
         return
-    client, pid = _coordination_client(), jax.process_index()
+    client, pid = coordination_client(), jax.process_index()
     if pid != 0:
         client.key_value_set(f"{_EXITED}/{pid}", "1", allow_overwrite=True)
     else:
