@@ -237,6 +237,32 @@ def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch)
         distributed.local_workers(cfg)
 
 
+def test_local_workers_failing_one_gets_the_others_killed_at_once():
+    # A worker past jax.distributed.initialize takes SIGTERM as a preemption
+    # notice and runs on (here: one that ignores SIGTERM); a failing worker
+    # must not make the launcher wait out a grace period for it.
+    import sys
+
+    from jnas.distributed import local
+
+    deaf = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(flush=True); time.sleep(120)"
+    )
+    stays = subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
+    stays.stdout.readline()  # its handler is in place
+    fails = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    start = time.monotonic()
+    try:
+        assert local.wait_all([stays, fails]) == 3
+        assert stays.returncode == -signal.SIGKILL
+        assert time.monotonic() - start < local.GRACE_S / 2
+    finally:
+        stays.kill()
+        stays.wait()
+        stays.stdout.close()
+
+
 def test_mesh_that_does_not_fit_the_devices_is_refused_with_numbers():
     n = jax.local_device_count()
     with pytest.raises(ValueError, match=rf"needs {2 * n} devices; .* has {n}"):

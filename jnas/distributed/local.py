@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,9 @@ from jnas.distributed.runtime import CLUSTER_ENV
 
 # "auto" local workers on a CPU-only host: one per core, at most this many.
 MAX_AUTO_WORKERS = 8
+# Seconds the workers have to end after Ctrl-C (SIGINT: a KeyboardInterrupt in
+# each) before they are killed.
+GRACE_S = 30.0
 
 
 def local_workers(config: Any) -> int:
@@ -89,9 +93,18 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
     127.0.0.1), pinned to its own core where there are enough (XLA's flags
     stay as they are: `--xla_cpu_multi_thread_eigen=false` made a pinned
     worker's steps 10% and its compiles ~50% slower). Their log lines are
-    prefixed with "[worker i]". If one fails, the others are stopped (they would wait
-    for it at the next barrier). Ctrl-C stops them all; what they recorded
-    stays in the workdir and a rerun resumes.
+    prefixed with "[worker i]". If one fails, the others are killed at once
+    (they would wait for it at the next barrier); so are they all when this
+    process gets SIGTERM (it then returns 143). Ctrl-C stops them all (killed
+    after GRACE_S). What they recorded stays in the workdir and a rerun
+    resumes.
+
+    Why SIGKILL and not SIGTERM: before `jax.distributed.initialize` a
+    worker has no SIGTERM handler, so SIGTERM ends it as abruptly as SIGKILL
+    (no cleanup either way); after it, JAX's coordination client takes
+    SIGTERM as a preemption notice and the worker runs on, so a SIGTERM
+    would only ever add a wait. Every file a worker writes survives a kill
+    (`jnas.storage`: atomic writes, torn-tail-safe appends).
 
     Returns:
       0 if every worker succeeded, else the first failing exit code.
@@ -134,15 +147,12 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
     # and writing to the workdir, beside the next run.
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
-        code = _wait_all(procs)
+        code = wait_all(procs)
     except KeyboardInterrupt:
         _stop(procs, signal.SIGINT)
         raise
     except _Terminated:
-        # SIGKILL, not SIGTERM: after jax.distributed.initialize a worker's
-        # SIGTERM only notes a preemption (JAX's coordination client handles
-        # it), and every file a worker writes survives a kill.
-        _stop(procs, signal.SIGKILL)
+        _stop(procs, signal.SIGKILL)  # not SIGTERM: see the docstring
         code = 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -173,7 +183,12 @@ def _worker_setup(cores: set[int] | None) -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _wait_all(procs: list[subprocess.Popen]) -> int:
+def wait_all(procs: Sequence[subprocess.Popen]) -> int:
+    """Waits for every worker; the first to fail gets the others killed.
+
+    Returns:
+      0 if every worker exited with 0, else the first nonzero exit code seen.
+    """
     pending = list(procs)
     while pending:
         for proc in list(pending):
@@ -183,18 +198,24 @@ def _wait_all(procs: list[subprocess.Popen]) -> int:
                 continue
             pending.remove(proc)
             if proc.returncode != 0:
-                _stop(pending, signal.SIGTERM)
+                # SIGKILL at once (`run_local_workers` says why not SIGTERM).
+                _stop(pending, signal.SIGKILL)
                 return proc.returncode
     return 0
 
 
-def _stop(procs: list[subprocess.Popen], sig: int) -> None:
+def _stop(
+    procs: Sequence[subprocess.Popen], sig: int, grace_s: float = GRACE_S
+) -> None:
+    """Sends `sig` to the running workers, SIGKILL to any still running
+    `grace_s` later (one deadline for all), and reaps them."""
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(sig)
+    deadline = time.monotonic() + grace_s
     for proc in procs:
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
