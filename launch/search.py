@@ -84,7 +84,8 @@ def main(argv):
         logging.info(
             "%d candidates; figures: %s", len(records), ", ".join(map(str, paths))
         )
-    distributed.finish()  # process 0, the coordination service, goes last
+    # Process 0, the coordination service, goes last.
+    distributed.finish(lease_s=distributed.lease_seconds(config.get("distributed")))
 
 
 if __name__ == "__main__":

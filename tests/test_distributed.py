@@ -220,6 +220,19 @@ def test_queue_gives_a_dead_processs_item_to_a_live_one():
     assert list(c) == [6, 5]
 
 
+def test_the_lease_is_the_configs_heartbeat_timeout():
+    # The lease is passed to the queue, not kept in a module global that
+    # `initialize` rewrites: a queue made before (or without) it gets the
+    # same lease as the config's.
+    cfg = quickstart.get_config().distributed
+    assert distributed.lease_seconds(cfg) == cfg.heartbeat_timeout_s == 100
+    cfg.heartbeat_timeout_s = 5
+    assert distributed.lease_seconds(cfg) == 5.0
+    assert distributed.lease_seconds(None) == distributed.DEFAULT_LEASE_S
+    queue = distributed.WorkQueue([0], "q", client=_FakeService().client(0), lease_s=5)
+    assert list(queue) == [0] and queue.liveness.lease_s == 5
+
+
 def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch):
     cfg = quickstart.get_config().distributed
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")

@@ -13,6 +13,7 @@ from jnas.distributed.local import (
     run_local_workers,
 )
 from jnas.distributed.runtime import (
+    DEFAULT_LEASE_S,
     HEARTBEAT_S,
     INIT_MODES,
     QUEUE_ORDERS,
@@ -22,12 +23,14 @@ from jnas.distributed.runtime import (
     coordination_client,
     finish,
     initialize,
+    lease_seconds,
     longest_first,
     queue_order,
     take,
 )
 
 __all__ = [
+    "DEFAULT_LEASE_S",
     "HEARTBEAT_S",
     "INIT_MODES",
     "MAX_AUTO_WORKERS",
@@ -39,6 +42,7 @@ __all__ = [
     "finish",
     "free_port",
     "initialize",
+    "lease_seconds",
     "local_workers",
     "longest_first",
     "queue_order",

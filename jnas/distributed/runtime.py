@@ -29,9 +29,9 @@ import jax
 from absl import logging
 
 INIT_MODES = ("auto", "always", "never")
-# Seconds without a heartbeat after which a process counts as dead (set by
-# `initialize` from config.heartbeat_timeout_s).
-_LEASE_S = 100.0
+# Seconds without a heartbeat after which a process counts as dead, where no
+# config says (config.distributed.heartbeat_timeout_s, `lease_seconds`).
+DEFAULT_LEASE_S = 100.0
 # Seconds between a process's heartbeats (`_start_heartbeat`).
 HEARTBEAT_S = 1.0
 # How the bucket queue is ordered (`queue_order`).
@@ -78,13 +78,12 @@ def initialize(config: Any) -> bool:
     # goes to a live one (`take`). Nothing in a search spans processes but
     # the coordination service (each trains on its own devices).
     jax.config.update("jax_enable_recoverability", True)
-    global _LEASE_S
-    _LEASE_S = float(config.get("heartbeat_timeout_s", 100))
     jax.distributed.initialize(
         coordinator_address=config.coordinator_address or None,
         num_processes=config.num_processes or None,
         process_id=None if config.process_id < 0 else config.process_id,
-        heartbeat_timeout_seconds=int(_LEASE_S),
+        # The service's own timeout is the queue's lease (`WorkQueue`).
+        heartbeat_timeout_seconds=int(lease_seconds(config)),
     )
     _start_heartbeat(coordination_client(), jax.process_index())
     logging.info(
@@ -95,6 +94,18 @@ def initialize(config: Any) -> bool:
         jax.device_count(),
     )
     return True
+
+
+def lease_seconds(config: Any) -> float:
+    """The heartbeat lease of a `config.distributed` group (None: the default).
+
+    Seconds without a heartbeat after which a process counts as dead: JAX's
+    coordination service's timeout (`initialize`) and the lease of
+    `WorkQueue`, `take` and `finish`, which take it as an argument.
+    """
+    if config is None:
+        return DEFAULT_LEASE_S
+    return float(config.get("heartbeat_timeout_s", DEFAULT_LEASE_S))
 
 
 def longest_first(costs: Sequence[float]) -> list[int]:
@@ -130,7 +141,7 @@ def take(
     *,
     client: Any = None,
     poll_s: float = 1.0,
-    lease_s: float | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> Iterator[int]:
     """Iterates a `WorkQueue` over `order`: the items this process takes."""
     return iter(WorkQueue(order, name, client=client, poll_s=poll_s, lease_s=lease_s))
@@ -173,11 +184,13 @@ class WorkQueue:
         key_value_increment, key_value_set and key_value_dir_get.
       poll_s: seconds between looks at the others' progress while waiting at
         the end of the queue.
-      lease_s: seconds without a heartbeat after which a process is dead
-        (default: what `initialize` set).
+      lease_s: seconds without a heartbeat after which a process is dead:
+        `lease_seconds` of the config that `initialize` started the job with.
     """
 
-    def __init__(self, order, name, *, client=None, poll_s=1.0, lease_s=None):
+    def __init__(
+        self, order, name, *, client=None, poll_s=1.0, lease_s=DEFAULT_LEASE_S
+    ):
         self.order, self.name, self.poll_s = list(order), name, poll_s
         self.client, self.lease_s = client, lease_s
         self.prefix = f"jnas/queue/{name}"
@@ -191,9 +204,7 @@ class WorkQueue:
                 return
             client = self.client = coordination_client()
         self.pid = _process_index(client)
-        self.liveness = Liveness(
-            client, _LEASE_S if self.lease_s is None else self.lease_s
-        )
+        self.liveness = Liveness(client, self.lease_s)
         counter = f"{self.prefix}/next"
         while True:
             # A dead process's item first: it is late already, and an item
@@ -369,15 +380,15 @@ def coordination_client() -> Any:
     return client
 
 
-def finish(timeout_s: float = 120.0) -> None:
+def finish(timeout_s: float = 120.0, *, lease_s: float = DEFAULT_LEASE_S) -> None:
     """Ends this process's part in the job; process 0, which holds the
     coordination service, goes last.
 
     Processes other than 0 say so (``jnas/exited/<process>``) and disconnect;
     process 0 waits until every other process has said so or is dead (at
-    most `timeout_s`), then shuts the service down (a process still
-    connected when the service goes away is ended by JAX with a fatal
-    error). A no-op for one process.
+    most `timeout_s`; dead: no heartbeat for `lease_s`, `lease_seconds`),
+    then shuts the service down (a process still connected when the service
+    goes away is ended by JAX with a fatal error). A no-op for one process.
     """
     if jax.process_count() == 1 or not jax.distributed.is_initialized():
         return
@@ -385,7 +396,7 @@ def finish(timeout_s: float = 120.0) -> None:
     if pid != 0:
         client.key_value_set(f"{_EXITED}/{pid}", "1", allow_overwrite=True)
     else:
-        liveness = Liveness(client, _LEASE_S)
+        liveness = Liveness(client, lease_s)
         others = range(1, jax.process_count())
         deadline = time.monotonic() + timeout_s
         while not liveness.stopped(others) and time.monotonic() < deadline:

@@ -109,7 +109,9 @@ def run(
         costs = [_bucket_cost(config, b) for b, _ in plan]
         rule = dist.get("queue_order", "longest_first") if dist else "longest_first"
         order = distributed.queue_order(costs, rule)
-        queue = distributed.WorkQueue(order, f"round{round_index}")
+        queue = distributed.WorkQueue(
+            order, f"round{round_index}", lease_s=distributed.lease_seconds(dist)
+        )
         for b in queue:
             bucket, indices = plan[b]
             if queue.taken_over:  # what its dead taker recorded counts
