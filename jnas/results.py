@@ -66,16 +66,6 @@ from typing import Any
 
 from jnas import storage
 
-# The file primitives, part of this module's API since before jnas.storage.
-from jnas.storage import (  # noqa: F401
-    append_line,
-    append_lines,
-    atomic_write,
-    cut_torn_tail,
-    iter_records,
-    to_line,
-)
-
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
 FORMATS = "formats.jsonl"
@@ -138,7 +128,7 @@ def write_config(
             "nothing says which config made them; use a new --workdir, or pass "
             "--adopt_records to declare that this config made them"
         )
-    atomic_write(path, text + "\n")
+    storage.atomic_write(path, text + "\n")
 
 
 _MISSING = "<missing>"
@@ -206,7 +196,7 @@ class Store:
         self.path = storage.path(workdir) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, dict[str, Any]] = {}
-        for record in iter_records(self.path, require=("hash",)):
+        for record in storage.iter_records(self.path, require=("hash",)):
             self.done.setdefault(record["hash"], record)
 
     def __contains__(self, arch_hash: str) -> bool:
@@ -230,7 +220,7 @@ class Store:
             raise ValueError("a result record needs a 'hash'")
         if arch_hash in self.done:
             raise ValueError(f"candidate {arch_hash} is already in {self.path}")
-        append_line(self.path, record)
+        storage.append_line(self.path, record)
         self.done[arch_hash] = dict(record)
 
 
@@ -261,7 +251,7 @@ def _merged_shards(
     stem = name.removesuffix(".jsonl")
     seen: dict[tuple, dict[str, Any]] = {}
     for path in [workdir / name, *sorted(workdir.glob(f"{stem}.*.jsonl"))]:
-        for row in iter_records(path, require=key):
+        for row in storage.iter_records(path, require=key):
             seen.setdefault(tuple(row[k] for k in key), row)
     return seen
 
@@ -277,25 +267,25 @@ def merge_shards(workdir: str | Path, records: list[dict[str, Any]]) -> Path:
         range(len(records)),
         key=lambda i: (records[i]["round"], records[i]["bucket"], i),
     )
-    atomic_write(path, "".join(to_line(records[i]) for i in order))
+    storage.atomic_write(path, "".join(storage.to_line(records[i]) for i in order))
     return path
 
 
 def format_rows(workdir: str | Path) -> list[dict[str, Any]]:
     """The rows of the post-training format sweep (``formats.jsonl``)."""
-    return list(iter_records(storage.path(workdir) / FORMATS))
+    return list(storage.iter_records(storage.path(workdir) / FORMATS))
 
 
 def append_format_rows(workdir: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Appends format-sweep rows ({"hash", "format", "bits", split: acc})."""
-    append_lines(storage.path(workdir) / FORMATS, rows)
+    storage.append_lines(storage.path(workdir) / FORMATS, rows)
 
 
 def append_curves(
     workdir: str | Path, name: str, rows: Iterable[Mapping[str, Any]]
 ) -> None:
     """Appends training-curve rows ({"hash", "step", ...}) to `name`."""
-    append_lines(storage.path(workdir) / name, rows)
+    storage.append_lines(storage.path(workdir) / name, rows)
 
 
 def load_curves(workdir: str | Path) -> list[dict[str, Any]]:
@@ -331,7 +321,7 @@ def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path
 
     One process on a local disk: an orbax checkpoint. Several processes
     (``jax.distributed``) or an object-store workdir: ``variables.msgpack``
-    (flax msgpack, written by `atomic_write`: one upload on an object store,
+    (flax msgpack, written by `storage.atomic_write`: one upload on an object store,
     so it is there whole or not at all) by the process that trained it, since
     orbax writes numpy arrays from process 0 only and refuses host-local
     arrays with several processes.
@@ -349,7 +339,9 @@ def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path
         from flax import serialization
 
         path.mkdir(exist_ok=True)  # a no-op on an object store
-        atomic_write(path / LOCAL_CHECKPOINT, serialization.msgpack_serialize(host))
+        storage.atomic_write(
+            path / LOCAL_CHECKPOINT, serialization.msgpack_serialize(host)
+        )
         return path
     import orbax.checkpoint as ocp  # slow import: only when saving
 
@@ -424,7 +416,7 @@ def save_snapshot(workdir: str | Path, snapshot_id: str, data: bytes) -> None:
     """Writes (replaces) a bucket's training snapshot, whole (`atomic_write`)."""
     path = snapshot_path(workdir, snapshot_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data)
+    storage.atomic_write(path, data)
 
 
 def load_snapshot(workdir: str | Path, snapshot_id: str) -> bytes | None:

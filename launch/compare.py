@@ -50,7 +50,7 @@ def main(argv):
         launch.fail(str(e))
     text = release.markdown(rows, labels)
     out = storage.path(_WORKDIRS.value[0]) / "release_comparison.md"
-    results.atomic_write(out, text)
+    storage.atomic_write(out, text)
     print(text)
     print(f"written to {out}")
 

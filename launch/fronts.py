@@ -58,7 +58,7 @@ def main(argv):
     if _QAT.value:
         text += "\n" + _qat_section(records, rows)
     out = storage.path(_WORKDIR.value) / "fronts.md"
-    results.atomic_write(out, text)
+    storage.atomic_write(out, text)
     print(text)
     print(f"written to {out}")
 

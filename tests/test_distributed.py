@@ -20,7 +20,7 @@ import pytest
 from conftest import REFERENCE_GROUP, TIMEOUT, _comparable, _finish, _launch
 
 from experiments import quickstart
-from jnas import distributed, results, search
+from jnas import distributed, results, search, storage
 from jnas.population import sharding
 
 
@@ -66,7 +66,7 @@ def _assert_close_results(got, want, *, loss_rtol, acc_atol):
 def _shard_lines(workdir) -> list[dict]:
     lines = []
     for path in sorted(Path(workdir).glob("results.*.jsonl")):
-        lines += list(results.iter_records(path))
+        lines += list(storage.iter_records(path))
     return lines
 
 
@@ -325,7 +325,7 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     errs = _finish(*_two_processes(work, cache))
     assert all("process" in e for e in errs)
     shards = {
-        p: list(results.iter_records(work / f"results.{p}.jsonl")) for p in (0, 1)
+        p: list(storage.iter_records(work / f"results.{p}.jsonl")) for p in (0, 1)
     }
     # Two buckets of two, from the shared queue: each bucket was trained by
     # one process, whole (usually one each; a process that starts late may
@@ -333,7 +333,7 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     owned = {p: {r["bucket"] for r in records} for p, records in shards.items()}
     assert sorted(len(shards[p]) for p in (0, 1)) in ([2, 2], [0, 4])
     assert owned[0] | owned[1] == {0, 1} and not owned[0] & owned[1]
-    merged = list(results.iter_records(work / results.RESULTS))
+    merged = list(storage.iter_records(work / results.RESULTS))
     assert len(merged) == 4 and len({r["hash"] for r in merged}) == 4
     _assert_same_results({r["hash"]: r for r in merged}, reference)
     assert (work / "figures" / "summary.md").exists()  # process 0 wrote them
@@ -350,7 +350,7 @@ def test_local_workers_split_the_search(tmp_path, cache, reference):
         0: True,
         1: True,
     }
-    merged = {r["hash"]: r for r in results.iter_records(work / results.RESULTS)}
+    merged = {r["hash"]: r for r in storage.iter_records(work / results.RESULTS)}
     # Same candidates, costs and buckets exactly. Numbers only closely: a
     # worker pinned to one core runs XLA with one thread and sums in another
     # order than the reference's two, and the tiny BatchNorm nets amplify the
@@ -467,7 +467,7 @@ def test_four_processes_finish_the_work_of_one_killed_for_good(
     lines = _shard_lines(work)
     assert len(lines) == 4, "a candidate was lost or recorded twice"
     assert not (work / f"results.{victim}.jsonl").exists()
-    merged = {r["hash"]: r for r in results.iter_records(work / results.RESULTS)}
+    merged = {r["hash"]: r for r in storage.iter_records(work / results.RESULTS)}
     _assert_same_results(merged, one_per_bucket)
     assert (work / "figures" / "summary.md").exists()
 
@@ -506,7 +506,7 @@ def test_killed_process_is_retrained_on_restart(tmp_path, cache, one_per_bucket)
     _assert_same_results(got, reference)
     for h, record in before.items():  # finished ones were kept, not retrained
         assert got[h] == record
-    merged = list(results.iter_records(work / results.RESULTS))
+    merged = list(storage.iter_records(work / results.RESULTS))
     assert sorted(r["hash"] for r in merged) == sorted(got)
     for h in got:
         assert set(search.load_checkpoint(work, h)) == {"params", "batch_stats"}

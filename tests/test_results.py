@@ -1,4 +1,4 @@
-"""jnas.results: the JSON-lines primitives across torn tails, and the Store.
+"""jnas.results and the JSON-lines primitives of jnas.storage across torn tails.
 
 A torn tail is what a writer killed mid-append leaves: a last line without its
 newline. Readers skip it; writers cut it before appending, so the file never
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from jnas import results
+from jnas import results, storage
 
 A = {"hash": "a", "value": 1}
 B = {"hash": "b", "value": 2}
@@ -34,25 +34,25 @@ def _lines(path) -> list[dict]:
 
 
 def test_to_line_sorts_keys_ends_the_line_and_refuses_nan():
-    assert results.to_line({"b": 1, "a": [1.5, None]}) == '{"a": [1.5, null], "b": 1}\n'
+    assert storage.to_line({"b": 1, "a": [1.5, None]}) == '{"a": [1.5, null], "b": 1}\n'
     with pytest.raises(ValueError):
-        results.to_line({"a": math.nan})
+        storage.to_line({"a": math.nan})
 
 
 def test_iter_records_skips_blank_lines_and_a_torn_last_line(tmp_path):
     path = _write(tmp_path / "r.jsonl", '{"hash": "a"}\n\n{"hash": "b"}\n{"hash": "c')
-    assert list(results.iter_records(path)) == [{"hash": "a"}, {"hash": "b"}]
-    assert list(results.iter_records(tmp_path / "missing.jsonl")) == []
+    assert list(storage.iter_records(path)) == [{"hash": "a"}, {"hash": "b"}]
+    assert list(storage.iter_records(tmp_path / "missing.jsonl")) == []
 
 
 def test_iter_records_names_a_bad_line_in_the_middle(tmp_path):
     path = _write(tmp_path / "r.jsonl", '{"hash": "a"}\n{"hash": "b\n{"hash": "c"}\n')
     with pytest.raises(ValueError, match=r"r\.jsonl:2 is not a JSON record"):
-        list(results.iter_records(path))
+        list(storage.iter_records(path))
     # A bad last line that does end with a newline was written whole: not torn.
     _write(path, '{"hash": "a"}\nnot json\n')
     with pytest.raises(ValueError, match=r"r\.jsonl:2 is not a JSON record"):
-        list(results.iter_records(path))
+        list(storage.iter_records(path))
 
 
 @pytest.mark.parametrize(
@@ -66,39 +66,39 @@ def test_iter_records_names_a_bad_line_in_the_middle(tmp_path):
 )
 def test_cut_torn_tail_keeps_only_whole_lines(tmp_path, before, after):
     path = _write(tmp_path / "r.jsonl", before)
-    results.cut_torn_tail(path)
+    storage.cut_torn_tail(path)
     assert path.read_text() == after
 
 
 def test_cut_torn_tail_of_a_missing_file_creates_nothing(tmp_path):
-    results.cut_torn_tail(tmp_path / "missing.jsonl")
+    storage.cut_torn_tail(tmp_path / "missing.jsonl")
     assert not (tmp_path / "missing.jsonl").exists()
 
 
 def test_append_lines_cuts_a_torn_tail_first(tmp_path):
-    path = _write(tmp_path / "r.jsonl", results.to_line(A) + '{"hash": "to')
-    results.append_lines(path, [B, C])
+    path = _write(tmp_path / "r.jsonl", storage.to_line(A) + '{"hash": "to')
+    storage.append_lines(path, [B, C])
     assert _lines(path) == [A, B, C]
-    path.write_text(results.to_line(A) + '{"hash": "to')
-    results.append_line(path, B)
+    path.write_text(storage.to_line(A) + '{"hash": "to')
+    storage.append_line(path, B)
     assert _lines(path) == [A, B]
-    results.append_lines(tmp_path / "new.jsonl", [A])  # creates the file
+    storage.append_lines(tmp_path / "new.jsonl", [A])  # creates the file
     assert _lines(tmp_path / "new.jsonl") == [A]
 
 
 def test_append_lines_with_a_nan_record_writes_nothing(tmp_path):
-    path = _write(tmp_path / "r.jsonl", results.to_line(A))
+    path = _write(tmp_path / "r.jsonl", storage.to_line(A))
     with pytest.raises(ValueError):
-        results.append_lines(path, [B, {"hash": "x", "loss": math.nan}])
+        storage.append_lines(path, [B, {"hash": "x", "loss": math.nan}])
     assert _lines(path) == [A]
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "config.json"
-    results.atomic_write(path, "old\n")
+    storage.atomic_write(path, "old\n")
     assert path.read_text() == "old\n"
     assert not (tmp_path / "config.json.tmp").exists()
-    results.atomic_write(path, b"bytes\n")
+    storage.atomic_write(path, b"bytes\n")
     assert path.read_bytes() == b"bytes\n"
 
     def killed(fd):
@@ -106,7 +106,7 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "fsync", killed)
     with pytest.raises(KeyboardInterrupt):
-        results.atomic_write(path, "new\n")
+        storage.atomic_write(path, "new\n")
     assert path.read_text() == "bytes\n"
 
 
@@ -143,7 +143,7 @@ def test_store_refuses_records_without_a_hash_or_already_stored(tmp_path):
 
 
 def test_store_over_a_torn_tail_skips_it_then_cuts_it(tmp_path):
-    path = _write(tmp_path / results.RESULTS, results.to_line(A) + '{"hash": "b", "va')
+    path = _write(tmp_path / results.RESULTS, storage.to_line(A) + '{"hash": "b", "va')
     store = results.Store(tmp_path)
     assert store.records() == [A] and "b" not in store
     store.append(B)  # the candidate cut short is recorded again, whole
@@ -154,7 +154,7 @@ def test_store_over_a_torn_tail_skips_it_then_cuts_it(tmp_path):
 
 def test_store_over_a_bad_middle_line_refuses_to_open(tmp_path):
     _write(
-        tmp_path / results.RESULTS, results.to_line(A) + "oops\n" + results.to_line(B)
+        tmp_path / results.RESULTS, storage.to_line(A) + "oops\n" + storage.to_line(B)
     )
     with pytest.raises(ValueError, match=rf"{results.RESULTS}:2 is not a JSON record"):
         results.Store(tmp_path)
@@ -162,8 +162,8 @@ def test_store_over_a_bad_middle_line_refuses_to_open(tmp_path):
 
 def test_a_hash_recorded_twice_keeps_its_first_record(tmp_path):
     first, second = dict(A, value=1), dict(A, value=2)
-    _write(tmp_path / results.RESULTS, results.to_line(first) + results.to_line(second))
-    _write(tmp_path / "results.1.jsonl", results.to_line(dict(A, value=3)))
+    _write(tmp_path / results.RESULTS, storage.to_line(first) + storage.to_line(second))
+    _write(tmp_path / "results.1.jsonl", storage.to_line(dict(A, value=3)))
     assert results.Store(tmp_path).records() == [first]
     assert results.load(tmp_path) == [first]
 
@@ -217,7 +217,7 @@ def test_results_without_a_config_are_refused_unless_adopted(tmp_path, leftover)
     if leftover == "checkpoints":
         (work / "checkpoints" / "abc").mkdir(parents=True)
     else:
-        results.append_line(work / leftover, {"hash": "a"})
+        storage.append_line(work / leftover, {"hash": "a"})
     config = {"train": {"lr": 0.5}}
     with pytest.raises(results.ConfigMismatchError, match=r"no config.json.*adopt"):
         results.write_config(work, config)
@@ -228,7 +228,7 @@ def test_results_without_a_config_are_refused_unless_adopted(tmp_path, leftover)
 
 
 def test_records_without_a_hash_name_the_file_and_line(tmp_path):
-    results.append_lines(tmp_path / results.RESULTS, [{"hash": "a"}, {"round": 0}])
+    storage.append_lines(tmp_path / results.RESULTS, [{"hash": "a"}, {"round": 0}])
     with pytest.raises(ValueError, match=r"results.jsonl:2: the record has no 'hash'"):
         results.load(tmp_path)
     with pytest.raises(ValueError, match=r"results.jsonl:2: the record has no 'hash'"):

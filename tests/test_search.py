@@ -14,7 +14,7 @@ from conftest import REFERENCE_GROUP, _comparable, _launch
 
 from experiments import formats as formats_config
 from experiments import quickstart
-from jnas import data, population, precision, results, search, spaces
+from jnas import data, population, precision, results, search, spaces, storage
 from jnas.search import formats as posttraining
 from jnas.search import loop, sampling
 
@@ -90,7 +90,7 @@ def test_launcher_refuses_bad_input_in_one_line_before_writing(tmp_path):
     assert not work.exists()
     # Results whose config.json is gone are not taken over by another config.
     work.mkdir()
-    results.append_line(work / results.RESULTS, {"hash": "x", "round": 0})
+    storage.append_line(work / results.RESULTS, {"hash": "x", "round": 0})
     proc = _launch(work, "", "--config.train.lr=0.5")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
@@ -443,7 +443,7 @@ def test_progress_line_counts_every_shard_of_the_workdir(tmp_path, caplog):
 
     for shard, indices in (("results.0.jsonl", (0, 1)), ("results.1.jsonl", (2,))):
         for i in indices:
-            results.append_line(tmp_path / shard, record(i, 0.3 + i / 100))
+            storage.append_line(tmp_path / shard, record(i, 0.3 + i / 100))
     line = progress.Progress(tmp_path)
     results.Store(tmp_path).append(record(3, 0.2))
     with caplog.at_level("INFO", logger="absl"):

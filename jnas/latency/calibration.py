@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from jnas import arch as arch_lib
-from jnas import results, spaces
+from jnas import spaces, storage
 from jnas.latency import measurement, recipe, roofline, tables
 from jnas.latency import metrics as metrics_lib
 
@@ -130,7 +130,7 @@ def _measured_hashes(path: Path) -> set[str]:
     """Arch hashes already in a calibration file (a truncated last line is cut)."""
     if not path.exists():
         return set()
-    results.cut_torn_tail(path)  # a kill mid-write: drop the stub
+    storage.cut_torn_tail(path)  # a kill mid-write: drop the stub
     if path.stat().st_size == 0:  # killed before its first whole line
         return set()
     return {e.arch.hash for e in tables.read_calibration(path)}
@@ -167,7 +167,7 @@ def measure_to_files(
         t0 = time.perf_counter()
         measured = measurement.measure_many([a for _, a, _ in part], **measure_kwargs)
         for (_, net, path), m in zip(part, measured, strict=True):
-            results.append_line(path, tables.calibration_record(net, m, host))
+            storage.append_line(path, tables.calibration_record(net, m, host))
         log_fn(f"  {start + len(part)}/{len(todo)} in {time.perf_counter() - t0:.0f} s")
 
 
@@ -191,7 +191,7 @@ def calibrate_and_fit(
         raise ValueError(f"config.mode={config.mode!r}; allowed: {MODES}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    results.atomic_write(workdir / "config.json", config.to_json(indent=1) + "\n")
+    storage.atomic_write(workdir / "config.json", config.to_json(indent=1) + "\n")
     if config.mode != "fit":
         if config.pin_threads:
             cpu = None if config.cpu < 0 else config.cpu
@@ -277,7 +277,7 @@ def measure_convs_to_file(
         part = keys[start : start + chunk]
         t0 = time.perf_counter()
         ms = measurement.measure_convs(part, warmup=warmup)
-        results.append_lines(
+        storage.append_lines(
             path, [{"key": list(k), "ms": t} for k, t in zip(part, ms, strict=True)]
         )
         log_fn(f"  {start + len(part)}/{len(keys)} in {time.perf_counter() - t0:.0f} s")
@@ -378,7 +378,7 @@ def fit_and_evaluate(
             metrics["per_space"][space] = _metrics(predictor, sub)
             line = metrics_lib.format_metrics(metrics["per_space"][space])
             log_fn(f"  {space:12s} {line}")
-    results.atomic_write(workdir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    storage.atomic_write(workdir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 

@@ -236,5 +236,5 @@ def write_report(workdir: str | Path) -> Path:
         raise rec.NoDataError(f"{workdir} holds no result records to report")
     data = report_data(records, results.load_curves(workdir), str(workdir))
     out = workdir / REPORT
-    results.atomic_write(out, render(data, f"jnas search: {workdir.name}"))
+    storage.atomic_write(out, render(data, f"jnas search: {workdir.name}"))
     return out

@@ -291,5 +291,5 @@ def write_summary(
     outdir = storage.path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / "summary.md"
-    results.atomic_write(path, "\n\n".join("\n".join(s) for s in sections) + "\n")
+    storage.atomic_write(path, "\n\n".join("\n".join(s) for s in sections) + "\n")
     return path
