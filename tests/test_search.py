@@ -15,8 +15,8 @@ from conftest import REFERENCE_GROUP, _comparable, _launch
 from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import data, population, precision, results, search, spaces, storage
+from jnas.search import defaults, loop, sampling
 from jnas.search import formats as posttraining
-from jnas.search import loop, sampling
 
 
 def _config(**overrides):
@@ -130,6 +130,22 @@ def test_every_list_valued_key_can_be_overridden(module, variant):
     config = importlib.import_module(f"experiments.{module}").get_config(variant)
     lists = [k for k, v in _sequence_leaves(config) if isinstance(v, list)]
     assert not lists, f"{lists} are lists; --config.KEY cannot override a list"
+
+
+def _leaf_keys(node, prefix=""):
+    for key, value in node.items():
+        if hasattr(value, "items"):
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_every_default_key_has_one_line_of_documentation():
+    keys = set(_leaf_keys(defaults.get_config()))
+    undocumented = sorted(k for k in keys if not defaults.DOCS.get(k, "").strip())
+    assert not undocumented, undocumented
+    assert not set(defaults.DOCS) - keys, "DOCS names keys the config lacks"
+    assert all("\n" not in doc for doc in defaults.DOCS.values())
 
 
 def test_show_config_lists_every_key_with_value_and_documentation(tmp_path):
