@@ -17,6 +17,7 @@ from ml_collections import config_flags
 import launch
 from jnas import distributed, results, search
 from jnas import report as plots
+from jnas.search import defaults
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -41,12 +42,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
-    if _SHOW.value:  # the config's file documents its keys; quickstart's, all
-        from experiments import quickstart
-
-        source = config_flags.get_config_filename(flags.FLAGS["config"])
-        source = source.split(":", 1)[0]  # "paper.py:half" names a variant
-        print(search.config.describe(config, [source, quickstart.__file__]))
+    if _SHOW.value:  # jnas.search.defaults documents every key
+        print(defaults.describe(config))
         return
     if not workdir:
         launch.fail("--workdir is required: the search's output folder")

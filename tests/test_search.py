@@ -189,6 +189,42 @@ def test_show_config_lists_every_key_with_value_and_documentation(tmp_path):
     assert "data.name = 'cifar10'  # " in "\n".join(lines)  # paper.py's value
 
 
+@pytest.mark.parametrize("spec,module,variant", [("quickstart.py", "quickstart", None)])
+def test_show_config_works_from_any_directory(tmp_path, spec, module, variant):
+    # The config file is given by its absolute path, from a directory that is
+    # not the repository's: neither it nor the launcher may need the
+    # repository on the import path (the package install provides launch).
+    import importlib
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.search",
+            f"--config={REPO / 'experiments' / spec}",
+            "--show_config",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = importlib.import_module(f"experiments.{module}").get_config(variant)
+    want = [
+        f"{key} = {value!r}  # {defaults.DOCS[key]}"
+        for key, value in defaults.leaves(config)
+    ]
+    assert proc.stdout.splitlines() == want
+
+
 def test_config_json_leaves_out_how_a_search_runs(tmp_path):
     config = quickstart.get_config("tiny")
     config.distributed.local_workers = 2

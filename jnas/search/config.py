@@ -1,14 +1,13 @@
 """Checking a search config before anything is written, and turning its groups
 into the plain values the library takes (`make_recipe`, `load_data`).
 
-`validate` names the bad key and what is allowed; `experiments/quickstart.py`
+`validate` names the bad key and what is allowed; `jnas.search.defaults`
 documents every key.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -254,61 +253,6 @@ def _validate_distributed(dist: Any) -> None:
             f"config.distributed.coordinator_address={address!r} must be "
             "'host:port' or '' (from the environment)"
         )
-
-
-_ASSIGNMENT = re.compile(r"^(\s*)(?:c|cfg)\.([\w.]+)\s*=\s*(.*)$")
-
-
-def key_comments(source: str | Path) -> dict[str, str]:
-    """{dotted key: its documentation} from a config file's comments.
-
-    A key's documentation is the comment on the line that sets it (after
-    "  # "), else the comment lines right above it. The least indented
-    assignment of a key wins (the defaults in `get_config`, not a variant's).
-    """
-    found: dict[str, tuple[int, str]] = {}
-    above: list[str] = []
-    for line in Path(source).read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            above.append(stripped.lstrip("#").strip())
-            continue
-        match = _ASSIGNMENT.match(line)
-        if match:
-            indent, key, rest = len(match[1]), match[2], match[3]
-            doc = (
-                rest.split("  # ", 1)[1].strip() if "  # " in rest else " ".join(above)
-            )
-            if doc and (key not in found or indent < found[key][0]):
-                found[key] = (indent, doc)
-        above = []
-    return {k: doc for k, (_, doc) in found.items()}
-
-
-def describe(config: Any, sources: Sequence[str | Path]) -> str:
-    """Every key of `config`, its value and its documentation, one per line.
-
-    `sources`: config files to read the documentation from, most specific
-    first (e.g. experiments/paper.py, then experiments/quickstart.py, whose
-    comments document every key).
-    """
-    docs: dict[str, str] = {}
-    for source in reversed(sources):
-        docs.update(key_comments(source))
-
-    def leaves(node, prefix):
-        for key in sorted(node.keys()):
-            value = node[key]
-            if hasattr(value, "keys"):
-                yield from leaves(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-
-    lines = []
-    for key, value in leaves(config, ""):
-        doc = docs.get(key)
-        lines.append(f"{key} = {value!r}" + (f"  # {doc}" if doc else ""))
-    return "\n".join(lines)
 
 
 def compilation_cache_dir(value: str) -> Path | None:
