@@ -13,14 +13,14 @@ feasible candidates found so far (widened by a quarter of its width).
 Measured on the 2-core dev VM: docs/results.md.
 """
 
-from experiments import quickstart
+from jnas.search import defaults
 
 
 def get_config(arg: str | None = "narrow"):
     """Returns the comparison config; ``arg`` is "random" or "narrow"."""
     if arg not in ("random", "narrow"):
         raise ValueError(f"unknown variant {arg!r}; allowed: random, narrow")
-    c = quickstart.get_config()
+    c = defaults.get_config()
     c.search.spaces = ("resnext:s3",)  # one bucket key: cheap rounds
     c.search.mode = arg
     c.search.rounds = 3

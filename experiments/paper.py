@@ -27,12 +27,12 @@ CPU dev VM). ``--config.train.steps`` and ``--config.search.candidates_per_round
 scale it down.
 """
 
-from experiments import quickstart
+from jnas.search import defaults
 
 
 def get_config(arg: str | None = "half"):
     """Returns the paper config; ``arg`` is "float", "half" or "reduced"."""
-    c = quickstart.get_config()
+    c = defaults.get_config()
     c.search.spaces = (
         "probenet_s:s1",
         "probenet_s:s2",

@@ -45,7 +45,7 @@ per-model format; ``python -m launch.formats`` then sweeps every format on
 the test split (phase 3).
 """
 
-from experiments import quickstart
+from jnas.search import defaults
 
 EPOCH_STEPS = 391  # ceil(50,000 / 128): the last partial batch is kept
 # Phase 1's networks (random_net_mobilenetv2, law: release indices).
@@ -73,7 +73,7 @@ def get_config(arg: str | None = "phase1"):
         raise ValueError(
             f"unknown reproduce variant {arg!r}; allowed: {', '.join(VARIANTS)}"
         )
-    c = quickstart.get_config()
+    c = defaults.get_config()
     c.search.candidates = _items(PHASE1)
     c.constraints.memory_bytes = 0
     c.constraints.memory_format = "float32"

@@ -189,7 +189,10 @@ def test_show_config_lists_every_key_with_value_and_documentation(tmp_path):
     assert "data.name = 'cifar10'  # " in "\n".join(lines)  # paper.py's value
 
 
-@pytest.mark.parametrize("spec,module,variant", [("quickstart.py", "quickstart", None)])
+@pytest.mark.parametrize(
+    "spec,module,variant",
+    [("quickstart.py", "quickstart", None), ("paper.py:half", "paper", "half")],
+)
 def test_show_config_works_from_any_directory(tmp_path, spec, module, variant):
     # The config file is given by its absolute path, from a directory that is
     # not the repository's: neither it nor the launcher may need the
