@@ -51,7 +51,7 @@ def initialize(config: Any) -> bool:
     else "never").
 
     Args:
-      config: the `config.distributed` group (`experiments/quickstart.py`).
+      config: the `config.distributed` group (`jnas/search/defaults.py`).
 
     Returns:
       Whether `jax.distributed.initialize` was called.
