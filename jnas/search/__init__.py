@@ -1,7 +1,8 @@
 """The constrained search: config checks, sampling, constraints, training,
 format search and records, resumable; the replay of the release.
 
-Modules: `config` (validation; config groups to library values), `sampling`
+Modules: `defaults` (every config key: its default and documentation),
+`config` (validation; config groups to library values), `sampling`
 (seeded rounds, narrowing), `constraints` (costs, filter, feasibility),
 `formats` (format search and post-training sweeps), `loop` (`run`, the
 paper's workflow), `replay` (the released configurations without training).
