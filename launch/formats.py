@@ -2,7 +2,8 @@
 
     python -m launch.formats --config=experiments/formats.py --workdir=DIR
 
-The config file's docstring is the runbook; ``jnas.search.formats.sweep`` does the work.
+The config file's docstring is the runbook; ``jnas.search.posttraining.sweep``
+does the work.
 """
 
 from absl import app, flags
@@ -10,7 +11,7 @@ from ml_collections import config_flags
 
 import launch
 from jnas import results
-from jnas.search import formats as posttraining
+from jnas.search import posttraining
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Format sweep config file.", lock_config=True

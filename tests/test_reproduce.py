@@ -511,14 +511,16 @@ def test_fronts_launcher_adds_the_qat_table_and_names_a_non_qat_workdir(tmp_path
 
 
 def test_test_halves_are_stratified_and_disjoint():
-    from jnas.search import formats
+    from jnas.search import posttraining
 
     stats = types.SimpleNamespace(mean=(0.5,) * 3, std=(0.25,) * 3)
     labels = np.repeat(np.arange(4), 10)
     images = np.arange(40, dtype=np.uint8)[:, None, None, None] * np.ones(
         (1, 2, 2, 3), np.uint8
     )
-    halves = formats.test_halves(pipeline.put_on_device(images, labels, stats), stats)
+    halves = posttraining.test_halves(
+        pipeline.put_on_device(images, labels, stats), stats
+    )
     a, b = (np.asarray(halves[k].images)[:, 0, 0, 0] for k in ("test_a", "test_b"))
     assert len(a) == len(b) == 20 and sorted(np.concatenate([a, b])) == list(range(40))
     for half in ("test_a", "test_b"):

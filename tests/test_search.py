@@ -15,8 +15,7 @@ from conftest import REFERENCE_GROUP, _comparable, _launch
 from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import data, population, precision, results, search, spaces, storage
-from jnas.search import defaults, loop, sampling
-from jnas.search import formats as posttraining
+from jnas.search import defaults, loop, posttraining, sampling
 
 
 def _config(**overrides):

@@ -24,7 +24,7 @@ from experiments import formats as formats_config
 from experiments import quickstart
 from jnas import report, results, search, storage
 from jnas.report import html
-from jnas.search import formats as posttraining
+from jnas.search import posttraining
 
 WORKDIR = "gs://bucket/run"
 

@@ -4,8 +4,9 @@ format search and records, resumable; the replay of the release.
 Modules: `defaults` (every config key: its default and documentation),
 `config` (validation; config groups to library values), `sampling`
 (seeded rounds, narrowing), `constraints` (costs, filter, feasibility),
-`formats` (format search and post-training sweeps), `loop` (`run`, the
-paper's workflow), `replay` (the released configurations without training).
+`formats` (the per-model format search), `posttraining` (the post-training
+format sweep of a finished workdir), `loop` (`run`, the paper's workflow),
+`replay` (the released configurations without training).
 Design: docs/search.md.
 """
 
