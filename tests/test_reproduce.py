@@ -510,7 +510,7 @@ def test_fronts_launcher_adds_the_qat_table_and_names_a_non_qat_workdir(tmp_path
     )
 
 
-def test_test_halves_are_stratified_and_disjoint():
+def test_split_test_halves_are_stratified_and_disjoint():
     from jnas.search import posttraining
 
     stats = types.SimpleNamespace(mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -518,7 +518,7 @@ def test_test_halves_are_stratified_and_disjoint():
     images = np.arange(40, dtype=np.uint8)[:, None, None, None] * np.ones(
         (1, 2, 2, 3), np.uint8
     )
-    halves = posttraining.test_halves(
+    halves = posttraining.split_test_halves(
         pipeline.put_on_device(images, labels, stats), stats
     )
     a, b = (np.asarray(halves[k].images)[:, 0, 0, 0] for k in ("test_a", "test_b"))

@@ -66,7 +66,7 @@ def accuracy(arch: arch_lib.Arch, variables: Any, ds, batch_size: int) -> float:
     return correct / count
 
 
-def test_halves(test: pipeline.DeviceDataset, meta: Any) -> dict[str, Any]:
+def split_test_halves(test: pipeline.DeviceDataset, meta: Any) -> dict[str, Any]:
     """The test split as two seeded, class-stratified halves "test_a", "test_b".
 
     For a search trained without a validation split (``data.num_val = 0``):
@@ -86,7 +86,7 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
 
     Args:
       config: `experiments/formats.py` (grid and splits; "test_a" and
-        "test_b" are the halves of the test split, `test_halves`).
+        "test_b" are the halves of the test split, `split_test_halves`).
       workdir: a finished (or partial) search's workdir.
 
     Returns:
@@ -104,7 +104,7 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     search_config = ml_collections.ConfigDict(results.read_config(workdir))
     datasets, meta = config_lib.load_data(search_config)
     if {"test_a", "test_b"} & set(config.splits):
-        datasets.update(test_halves(datasets["test"], meta))
+        datasets.update(split_test_halves(datasets["test"], meta))
     for split in config.splits:
         if split not in datasets:
             raise ValueError(
