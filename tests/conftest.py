@@ -1,28 +1,70 @@
-"""Shared by the search tests: the `launch.search` subprocess and its reference run.
+"""Shared by every test: one compilation cache per run, and the reference searches.
 
-tests/test_search.py (kill and resume, the post-training sweep) and
-tests/test_distributed.py (two processes) compare their searches with one
-uninterrupted search of the tiny quickstart in one process on one device. It
-runs once per session (once per worker under pytest-xdist; the README's
-`--dist loadgroup` puts every test that uses it on one worker, see
-`REFERENCE_GROUP`). Every search shares one persistent compilation cache.
+Compiling dominates this suite (XLA compiles the same tiny programs in many
+processes: two pytest-xdist workers and the `launch.search` subprocesses of
+the search tests), so:
+
+- `pytest_configure` makes one JAX persistent compilation cache for the whole
+  run, a fresh temporary folder (cold: every run compiles each program once),
+  and puts it in the environment before xdist starts its workers, so every
+  worker and every subprocess they start reads and writes the same cache;
+  it is deleted when the run ends. `JNAS_TEST_XLA_CACHE=DIR` uses DIR instead
+  (kept; a warm cache for repeated local runs).
+- The searches that tests compare against (`reference_search`, the tiny
+  quickstart in one process on one device, and `one_per_bucket`) run once per
+  run, not once per xdist worker: the first worker to need one runs it under
+  a file lock in the run's shared temporary folder, the others wait for it
+  and read it (`run_once`). Tests must not write into their workdirs.
 """
 
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import jax
 import pytest
 
 from jnas import results
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 900
-# The xdist group of the tests that use `reference_search`.
-REFERENCE_GROUP = "reference_search"
+# The environment variable that carries the run's compilation cache folder.
+CACHE_ENV = "JNAS_TEST_XLA_CACHE"
+# JAX reads these at import: every process of the run caches every program
+# (the defaults skip programs that compile in under a second, most of ours).
+_JAX_CACHE_ENV = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        if not os.environ.get(CACHE_ENV):
+            path = tempfile.mkdtemp(prefix="jnas-test-xla-cache-")
+            os.environ[CACHE_ENV] = path
+            config.stash[_OWNED_CACHE] = path
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[CACHE_ENV]
+        os.environ.update(_JAX_CACHE_ENV)
+    # This process imported JAX before the environment was set (above).
+    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    owned = config.stash.get(_OWNED_CACHE, None)
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)
+
+
+_OWNED_CACHE = pytest.StashKey[str]()
 
 
 def _launch(workdir, cache, *flags, devices=1) -> subprocess.Popen:
@@ -75,19 +117,60 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def xla_cache(tmp_path_factory) -> Path:
-    """The persistent compilation cache of every search in the session."""
-    return tmp_path_factory.mktemp("xla_cache")
+def run_folder(tmp_path_factory, worker_id) -> Path:
+    """A temporary folder shared by every xdist worker of this run."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is <run folder>/popen-gwN.
+    return base if worker_id == "master" else base.parent
+
+
+def run_once(folder: Path, name: str, make) -> Path:
+    """`folder/name`, made by `make(path)` once per run, whichever worker asks first.
+
+    The others block on the lock meanwhile. A `make` that fails leaves no
+    "done" mark, so the next worker to ask tries (and fails) on its own.
+    """
+    path = folder / name
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / f"{name}.done").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            make(path)
+            (folder / f"{name}.done").touch()
+    return path
 
 
 @pytest.fixture(scope="session")
-def reference_search(tmp_path_factory, xla_cache) -> Reference:
+def xla_cache() -> Path:
+    """The persistent compilation cache of every process of the run."""
+    return Path(os.environ[CACHE_ENV])
+
+
+def _reference(run_folder, xla_cache, name, *flags) -> Reference:
+    work = run_once(
+        run_folder, name, lambda path: _finish(_launch(path, xla_cache, *flags))
+    )
+    records = {r["hash"]: r for r in results.load(work)}
+    assert len(records) == 4
+    return Reference(work, records)
+
+
+@pytest.fixture(scope="session")
+def reference_search(run_folder, xla_cache) -> Reference:
     """The uninterrupted tiny search: one process, one device.
 
     Tests must not write into its workdir; copy it first.
     """
-    work = tmp_path_factory.mktemp("reference_search")
-    _finish(_launch(work, xla_cache))
-    records = {r["hash"]: r for r in results.load(work)}
-    assert len(records) == 4
-    return Reference(work, records)
+    return _reference(run_folder, xla_cache, "reference_search")
+
+
+# The tiny search with one candidate per bucket (the multi-process kill tests
+# need more buckets than processes).
+ONE_PER_BUCKET = "--config.train.max_bucket=1"
+
+
+@pytest.fixture(scope="session")
+def one_per_bucket(run_folder, xla_cache) -> Reference:
+    """The tiny search with one candidate per bucket, in one process."""
+    return _reference(run_folder, xla_cache, "one_per_bucket", ONE_PER_BUCKET)

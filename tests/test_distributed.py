@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import REFERENCE_GROUP, TIMEOUT, _comparable, _finish, _launch
+from conftest import ONE_PER_BUCKET, TIMEOUT, _comparable, _finish, _launch
 
 from experiments import quickstart
 from jnas import distributed, results, search, storage
@@ -319,7 +319,6 @@ def test_eight_devices_give_the_one_device_results(tmp_path, cache):
     _assert_close_results(got, want, loss_rtol=5e-3, acc_atol=0.02)
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     work = tmp_path / "two"
     errs = _finish(*_two_processes(work, cache))
@@ -339,7 +338,6 @@ def test_two_processes_merge_their_shards(tmp_path, cache, reference):
     assert (work / "figures" / "summary.md").exists()  # process 0 wrote them
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_local_workers_split_the_search(tmp_path, cache, reference):
     # What the README's main job does on a CPU: the launcher starts one
     # worker pinned to each core (here 2) running the same command.
@@ -408,20 +406,6 @@ def test_local_workers_end_with_the_process_that_started_them(tmp_path, cache, s
     assert not orphans, "a worker outlived its launcher"
 
 
-ONE_PER_BUCKET = "--config.train.max_bucket=1"
-KILL_GROUP = "one_candidate_per_bucket"
-
-
-@pytest.fixture(scope="module")
-def one_per_bucket(tmp_path_factory, xla_cache):
-    """The tiny search with one candidate per bucket, in one process."""
-    work = tmp_path_factory.mktemp("one_per_bucket")
-    _finish(_launch(work, xla_cache, ONE_PER_BUCKET))
-    reference = {r["hash"]: r for r in results.load(work)}
-    assert len(reference) == 4
-    return reference
-
-
 def _processes(n, workdir, cache, *flags) -> list[subprocess.Popen]:
     port = distributed.free_port()
     common = [
@@ -436,7 +420,6 @@ def _processes(n, workdir, cache, *flags) -> list[subprocess.Popen]:
     ]
 
 
-@pytest.mark.xdist_group(KILL_GROUP)
 def test_four_processes_finish_the_work_of_one_killed_for_good(
     tmp_path, cache, one_per_bucket
 ):
@@ -468,11 +451,10 @@ def test_four_processes_finish_the_work_of_one_killed_for_good(
     assert len(lines) == 4, "a candidate was lost or recorded twice"
     assert not (work / f"results.{victim}.jsonl").exists()
     merged = {r["hash"]: r for r in storage.iter_records(work / results.RESULTS)}
-    _assert_same_results(merged, one_per_bucket)
+    _assert_same_results(merged, one_per_bucket.records)
     assert (work / "figures" / "summary.md").exists()
 
 
-@pytest.mark.xdist_group(KILL_GROUP)
 def test_killed_process_is_retrained_on_restart(tmp_path, cache, one_per_bucket):
     # One candidate per bucket, four buckets on the shared queue: the two
     # processes start together (jax.distributed connects them) and take one
@@ -480,7 +462,7 @@ def test_killed_process_is_retrained_on_restart(tmp_path, cache, one_per_bucket)
     # holds another bucket and process 0 is in the middle of one, and the
     # kill finds work unfinished (with buckets of two, a process's records
     # came milliseconds apart and the kill sometimes landed after both).
-    one, reference = ONE_PER_BUCKET, one_per_bucket
+    one, reference = ONE_PER_BUCKET, one_per_bucket.records
     work = tmp_path / "killed"
     procs = _two_processes(work, cache, one)
     shard1 = work / "results.1.jsonl"

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import REFERENCE_GROUP, REPO
+from conftest import REPO
 
 from jnas import cost, data, export, nn, precision, spaces
 from jnas.export import fold, pack, plan
@@ -152,7 +152,6 @@ def test_c_runtime_matches_jnas_on_every_family_op(tmp_path, space, law, index, 
 
 
 @needs_cc
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_export_command_on_a_trained_candidate_agrees_on_1000_images(
     reference_search, tmp_path
 ):

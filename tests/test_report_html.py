@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import REFERENCE_GROUP, REPO
+from conftest import REPO
 
 from jnas import results
 from jnas.report import html
@@ -47,7 +47,6 @@ def _open(driver, path):
     raise AssertionError(f"{path} never became ready")
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_report_loads_offline_and_follows_the_budgets(
     reference_search, tmp_path, browser
 ):

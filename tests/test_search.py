@@ -10,7 +10,7 @@ import jax
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import REFERENCE_GROUP, _comparable, _launch
+from conftest import _comparable, _launch
 
 from experiments import formats as formats_config
 from experiments import quickstart
@@ -342,7 +342,6 @@ def test_narrowed_box_spans_the_best_feasible_arguments():
         assert hi == max(f[key] for f in flats) + 1
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_killed_search_resumes_without_loss_duplication_or_change(
     tmp_path, xla_cache, reference_search
 ):
@@ -409,7 +408,6 @@ def test_killed_search_resumes_without_loss_duplication_or_change(
     assert (work / "figures" / "learning_curves.png").exists()
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_post_training_sweep_reproduces_the_records_and_resumes(
     tmp_path, reference_search
 ):

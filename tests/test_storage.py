@@ -15,7 +15,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REFERENCE_GROUP, _comparable
+from conftest import _comparable
 from etils.epath import backend as epath_backend
 from etils.epath import gpath
 from fake_object_store import FakeObjectStore, Killed
@@ -130,7 +130,6 @@ def test_shards_merge_and_tie_to_the_config_on_an_object_store(fake_gcs):
     assert len(results.load(WORKDIR)) == 4
 
 
-@pytest.mark.xdist_group(REFERENCE_GROUP)
 def test_a_search_killed_mid_bucket_resumes_from_its_snapshot_on_the_object_store(
     fake_gcs, xla_cache, reference_search, caplog
 ):
