@@ -191,9 +191,13 @@ class BucketTrainer:
         strategy: str,
         conv_impl: str = "xla",
         mesh: jax.sharding.Mesh | None = None,
+        variables: Sequence[Any] | None = None,
     ):
         # mesh (`sharding.mesh_from_config`): states padded to a multiple of its
         # "candidates" axis and sharded along it; "sequential" ignores it.
+        # variables: per member, trained {"params", "batch_stats"} (e.g. a
+        # checkpoint's) instead of fresh ones from `nn.init`, so a network
+        # trained earlier is evaluated by the same programs (`evaluate`).
         if strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy={strategy!r} is not one of {', '.join(STRATEGIES)}"
@@ -207,6 +211,11 @@ class BucketTrainer:
                 f"need one key and one lr per candidate: bucket has {bucket.size}, "
                 f"got {len(keys)} keys and {len(lrs)} lrs"
             )
+        if variables is not None and len(variables) != bucket.size:
+            raise ValueError(
+                f"need variables for each candidate: bucket has {bucket.size}, "
+                f"got {len(variables)}"
+            )
         self.bucket, self.recipe, self.strategy = bucket, recipe, strategy
         self.conv_impl = conv_impl
         self.mesh = None if strategy == "sequential" else mesh
@@ -219,11 +228,14 @@ class BucketTrainer:
         lrs = np.asarray(lrs, np.float32)
         members = []
         for i, member in enumerate(bucket.members):
-            variables = nn.init(recipe.model(member), init_keys[i])
+            if variables is None:
+                member_vars = nn.init(recipe.model(member), init_keys[i])
+            else:
+                member_vars = variables[i]
             mask = None
             if strategy != "sequential":
-                variables, mask = buckets.embed(bucket, i, variables)
-            members.append((jax.device_get(variables), mask))
+                member_vars, mask = buckets.embed(bucket, i, member_vars)
+            members.append((jax.device_get(member_vars), mask))
         if strategy == "sequential":
             self.states = [
                 _create_states(

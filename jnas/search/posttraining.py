@@ -5,11 +5,19 @@ search (their checkpoints and arch JSON from the workdir) under each format
 of a grid, without retraining. Its rows go to the workdir's
 ``formats.jsonl`` (`jnas.results`), one per (candidate, format), appended and
 fsynced, so a killed sweep resumes where it stopped.
+
+Each network is evaluated as the search evaluated it after training: by the
+population engine's evaluation program (`engine.evaluate` of a one-member
+"sequential" bucket holding the checkpoint's variables, `weight_format=` the
+format), so one path measures a trained network's accuracy. The only
+rounding is the sweep's format: the model has no QAT format of its own (a
+QAT checkpoint holds float32 values, which the sweep rounds; at the QAT
+format that is the network as trained).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +28,15 @@ import numpy as np
 from absl import logging
 
 from jnas import arch as arch_lib
-from jnas import data, nn, precision, results, storage
+from jnas import data, precision, results, storage
 from jnas.data import pipeline
-from jnas.population import step as train
+from jnas.population import buckets, engine
 from jnas.search import config as config_lib
-from jnas.search.formats import quantize_variables
+
+# The sweep's convolution lowering (`nn_ops.CONV_IMPLS`): the one its rows have
+# always been computed with. Another lowering is the same maths but may sum in
+# another order, and a resumed sweep must not mix rows of two.
+CONV_IMPL = "im2col"
 
 
 def grid(
@@ -34,36 +46,22 @@ def grid(
     return [precision.FloatFormat(e, m) for e in exponents for m in mantissas]
 
 
-@functools.lru_cache(maxsize=8)
-def _eval_fn(arch: arch_lib.Arch):
-    model = nn.create_model(arch, conv_impl="im2col")
-
-    @jax.jit
-    def fn(variables, images, labels, mask):
-        state = train.TrainState(
-            step=0,
-            params=variables["params"],
-            batch_stats=variables["batch_stats"],
-            opt_state=None,
-            lr=0.0,
-            key=jax.random.key(0),
-            diverged=False,
-            grad_mask=None,
-        )
-        return train.eval_step(state, images, labels, model=model, mask=mask)
-
-    return fn
-
-
-def accuracy(arch: arch_lib.Arch, variables: Any, ds, batch_size: int) -> float:
-    """Accuracy of one network with the given variables on a device dataset."""
-    fn = _eval_fn(arch)
-    correct = count = 0
-    for images, labels, mask in pipeline.eval_batches(ds, batch_size):
-        out = fn(variables, images, labels, mask)
-        correct += int(out["correct"])
-        count += int(out["count"])
-    return correct / count
+def trained(
+    arch: arch_lib.Arch, variables: Any, recipe: engine.Recipe
+) -> engine.BucketTrainer:
+    """A trained network as the engine holds it: a one-member "sequential"
+    bucket whose state is `variables` ({"params", "batch_stats"}), for
+    `engine.evaluate`. (Its key and learning rate are never used: nothing
+    trains it, and the sweep's models round to nearest.)"""
+    return engine.BucketTrainer(
+        buckets.make_bucket([arch]),
+        recipe,
+        keys=[jax.random.key(0)],
+        lrs=[0.0],
+        strategy="sequential",
+        conv_impl=CONV_IMPL,
+        variables=[variables],
+    )
 
 
 def split_test_halves(test: pipeline.DeviceDataset, meta: Any) -> dict[str, Any]:
@@ -102,6 +100,11 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ValueError(f"{workdir} holds no search results to re-evaluate")
     search_config = ml_collections.ConfigDict(results.read_config(workdir))
+    # The search's recipe without its model options: a QAT format there
+    # would round every format's values a second time (module docstring).
+    recipe = dataclasses.replace(
+        config_lib.make_recipe(search_config), model_options=()
+    )
     datasets, meta = config_lib.load_data(search_config)
     if {"test_a", "test_b"} & set(config.splits):
         datasets.update(split_test_halves(datasets["test"], meta))
@@ -119,7 +122,9 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
             continue  # swept by an earlier run: its checkpoint is not needed
         arch = arch_lib.from_dict(record["arch"])
         try:
-            variables = results.load_checkpoint(workdir, record["hash"])
+            network = trained(
+                arch, results.load_checkpoint(workdir, record["hash"]), recipe
+            )
         except results.CheckpointError as e:
             # One bad checkpoint must not stop the sweep of the others.
             label = results.model_name(record)
@@ -129,16 +134,18 @@ def sweep(config: Any, workdir: str | Path) -> list[dict[str, Any]]:
         for fmt, name in zip(formats, names, strict=True):
             if (record["hash"], name) in done:
                 continue
-            rounded = quantize_variables(variables, fmt)
             row = {
                 "hash": record["hash"],
                 "format": name,
                 "bits": 32 if fmt is None else fmt.bits,
             }
             for split in config.splits:
-                row[split] = accuracy(
-                    arch, rounded, datasets[split], config.eval_batch_size
-                )
+                (row[split],) = engine.evaluate(
+                    network,
+                    datasets[split],
+                    batch_size=config.eval_batch_size,
+                    weight_format=fmt,
+                ).tolist()
             results.append_format_rows(workdir, [row])
         logging.info("formats: %d/%d candidates swept", n, len(records))
     if skipped:
