@@ -30,10 +30,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jax
 import pytest
 
 from jnas import results
+from jnas.population import engine
 
 REPO = Path(__file__).resolve().parents[1]
 # This process's cores before `_pin_worker` narrows them.
@@ -45,6 +45,8 @@ _JAX_CACHE_ENV = {
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 }
+# The cache folder this run made (and deletes at its end), in the controller.
+_OWNED_CACHE = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
@@ -59,11 +61,7 @@ def pytest_configure(config):
     else:
         _pin_worker(config.workerinput["workerid"])
     # This process imported JAX before the environment was set (above).
-    jax.config.update(
-        "jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"]
-    )
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    engine.enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 def _pin_worker(worker_id: str) -> None:
@@ -86,9 +84,6 @@ def pytest_unconfigure(config):
     owned = config.stash.get(_OWNED_CACHE, None)
     if owned:
         shutil.rmtree(owned, ignore_errors=True)
-
-
-_OWNED_CACHE = pytest.StashKey[str]()
 
 
 def _launch(workdir, cache, *flags, devices=1) -> subprocess.Popen:
