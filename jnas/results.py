@@ -319,8 +319,10 @@ def _quiet_orbax() -> None:
 def save_checkpoint(workdir: str | Path, arch_hash: str, variables: Any) -> Path:
     """Writes a candidate's trained variables; a killed write's leftover is replaced.
 
-    One process on a local disk: an orbax checkpoint. Several processes
-    (``jax.distributed``) or an object-store workdir: ``variables.msgpack``
+    A process with a one-process JAX view on a local disk (a lone one, or one
+    of a CPU-only job: `jnas.distributed.initialize`): an orbax checkpoint.
+    Several processes under ``jax.distributed`` or an object-store workdir:
+    ``variables.msgpack``
     (flax msgpack, written by `storage.atomic_write`: one upload on an object store,
     so it is there whole or not at all) by the process that trained it, since
     orbax writes numpy arrays from process 0 only and refuses host-local

@@ -10,7 +10,6 @@ The config file's docstring is the runbook. The replay of the release
 
 import sys
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -70,7 +69,7 @@ def main(argv):
         search.run(config, workdir, adopt_records=_ADOPT.value)
     except (search.NoFeasibleCandidatesError, results.ConfigMismatchError) as e:
         launch.fail(str(e))
-    if jax.process_index() == 0:  # it merged every process's records
+    if distributed.process_index() == 0:  # it merged every process's records
         records = results.load(workdir)
         paths = plots.write_all(
             records,

@@ -10,6 +10,7 @@ tests/conftest.py).
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -248,6 +249,65 @@ def test_local_workers_auto_is_one_per_core_on_cpu_and_never_nested(monkeypatch)
     cfg.num_processes, cfg.local_workers = 0, -1
     with pytest.raises(ValueError, match="local_workers=-1 must be an int >= 0"):
         distributed.local_workers(cfg)
+
+
+# One process of a CPU-only job: it joins, then compiles one program of its
+# own and one that every process compiles, through the persistent cache.
+_JOB_PROCESS = """
+import sys, jax, jax.numpy as jnp
+from jnas import distributed
+from experiments import quickstart
+pid, port, cache = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+cfg = quickstart.get_config("tiny").distributed
+cfg.coordinator_address, cfg.num_processes, cfg.process_id = f"127.0.0.1:{port}", 2, pid
+jax.config.update("jax_compilation_cache_dir", cache)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+assert distributed.initialize(cfg)
+assert (distributed.process_index(), distributed.process_count()) == (pid, 2)
+assert (jax.process_index(), jax.process_count()) == (0, 1)  # XLA's view: alone
+distributed.barrier("joined")
+def own(x):
+    return x * (pid + 2.0)
+jax.jit(own)(jnp.ones(3)).block_until_ready()
+if pid == 1:
+    distributed.barrier("written")
+def shared(x):
+    return x * 7.0
+if pid == 0:
+    jax.jit(shared)(jnp.ones(3)).block_until_ready()
+    distributed.barrier("written")
+else:
+    jax.jit(shared)(jnp.ones(3)).block_until_ready()
+distributed.finish(lease_s=10)
+"""
+
+
+def test_cpu_job_processes_share_the_persistent_compilation_cache(tmp_path):
+    # Under jax.distributed a CPU program's cache key holds its global device
+    # ids and only process 0 writes entries, so every other process compiled
+    # everything anew (issue 31). A CPU-only job joins with the coordination
+    # service alone: each process writes its own programs, and one compiled
+    # by process 0 is a hit in process 1.
+    port, cache = distributed.free_port(), tmp_path / "xla"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_EXPLAIN_CACHE_MISSES="0")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _JOB_PROCESS, str(pid), str(port), str(cache)],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err[-3000:]
+    names = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    assert names.count("jit_own") == 2, names  # one per process
+    assert names.count("jit_shared") == 1, names  # written once, found by 1
 
 
 def test_local_workers_failing_one_gets_the_others_killed_at_once():

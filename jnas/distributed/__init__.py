@@ -1,6 +1,6 @@
 """Several processes of one search: JAX's multi-host runtime and local workers.
 
-Modules: `runtime` (`jax.distributed` start, the work queue of buckets across
+Modules: `runtime` (joining the job, the work queue of buckets across
 processes with heartbeats and leases, the end-of-queue meeting, barriers) and
 `local` (one pinned worker process per core on a CPU-only host: starting,
 watching and stopping them). Design: docs/scale-out.md.
@@ -21,10 +21,13 @@ from jnas.distributed.runtime import (
     WorkQueue,
     barrier,
     coordination_client,
+    cpu_only,
     finish,
     initialize,
     lease_seconds,
     longest_first,
+    process_count,
+    process_index,
     queue_order,
     take,
 )
@@ -39,12 +42,15 @@ __all__ = [
     "WorkQueue",
     "barrier",
     "coordination_client",
+    "cpu_only",
     "finish",
     "free_port",
     "initialize",
     "lease_seconds",
     "local_workers",
     "longest_first",
+    "process_count",
+    "process_index",
     "queue_order",
     "run_local_workers",
     "take",

@@ -2,17 +2,15 @@
 
 On a CPU-only host, `local_workers` / `run_local_workers` split one search
 into one pinned worker process per core (the launcher runs them): each is one
-process of a `jax.distributed` job (`jnas.distributed.runtime`) with a
-coordinator on 127.0.0.1. This module starts, pins, watches and stops them.
+process of a job (`jnas.distributed.runtime`) whose coordination service is
+on 127.0.0.1. This module starts, pins, watches and stops them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import os
-import pkgutil
 import signal
 import socket
 import subprocess
@@ -22,10 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 from absl import logging
 
-from jnas.distributed.runtime import CLUSTER_ENV
+from jnas.distributed.runtime import CLUSTER_ENV, cpu_only
 
 # "auto" local workers on a CPU-only host: one per core, at most this many.
 MAX_AUTO_WORKERS = 8
@@ -63,34 +60,16 @@ def local_workers(config: Any) -> int:
         return 1
     if n:
         return n
-    if not _cpu_only():
+    if not cpu_only():
         return 1
     return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
-
-
-def _cpu_only() -> bool:
-    """Whether JAX will only find the CPU here, without starting a backend.
-
-    (Starting one to ask would hold an accelerator the workers then need.)
-    """
-    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
-    if platforms:
-        return {p.strip() for p in platforms.split(",")} == {"cpu"}
-    try:
-        import jax_plugins  # GPU plugins (jax-cuda*, jax-rocm*) live here
-
-        if any(True for _ in pkgutil.iter_modules(jax_plugins.__path__)):
-            return False
-    except ImportError:
-        pass
-    return importlib.util.find_spec("libtpu") is None
 
 
 def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
     """Runs `python -m module *argv` as `n` processes of one search; waits.
 
-    Each worker is process i of n under `jax.distributed` (a coordinator on
-    127.0.0.1), pinned to its own core where there are enough (XLA's flags
+    Each worker is process i of n of one job (`initialize`: its coordination
+    service on 127.0.0.1), pinned to its own core where there are enough (XLA's flags
     stay as they are: `--xla_cpu_multi_thread_eigen=false` made a pinned
     worker's steps 10% and its compiles ~50% slower). Their log lines are
     prefixed with "[worker i]". If one fails, the others are killed at once
@@ -99,9 +78,9 @@ def run_local_workers(module: str, argv: Sequence[str], n: int) -> int:
     after GRACE_S). What they recorded stays in the workdir and a rerun
     resumes.
 
-    Why SIGKILL and not SIGTERM: before `jax.distributed.initialize` a
-    worker has no SIGTERM handler, so SIGTERM ends it as abruptly as SIGKILL
-    (no cleanup either way); after it, JAX's coordination client takes
+    Why SIGKILL and not SIGTERM: before `initialize` a worker has no SIGTERM
+    handler, so SIGTERM ends it as abruptly as SIGKILL (no cleanup either
+    way); after it, JAX's coordination client takes
     SIGTERM as a preemption notice and the worker runs on, so a SIGTERM
     would only ever add a wait. Every file a worker writes survives a kill
     (`jnas.storage`: atomic writes, torn-tail-safe appends).

@@ -1,25 +1,31 @@
 """Several processes on JAX's runtime: start, work queue, heartbeats, barriers.
 
-`initialize` starts `jax.distributed` from the config, the usual JAX
-environment variables (`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU
-pods, SLURM, Open MPI: JAX detects them). The processes take buckets from a
-shared queue (`take`: longest estimated cost first, the next bucket to
-whichever process is free; the queue is a counter in JAX's coordination
-service), train them on their own devices and append their records to their
-own shard of the workdir (`jnas.results.shard_name`); all processes meet at
-the end of each round (`barrier`, JAX's `sync_global_devices`), and process 0
-then merges the shards (`jnas.results.merge_shards`). A restarted job starts a
-fresh queue and retrains exactly the unfinished candidates; finished ones are
-found in any shard and kept.
+`initialize` joins the job from the config, the usual JAX environment variables
+(`JAX_COORDINATOR_ADDRESS`, ...) or the cluster's (TPU pods, SLURM, Open MPI:
+JAX detects them). On accelerators it starts `jax.distributed`; on a CPU-only
+host the processes share JAX's coordination service alone and each keeps a
+one-process XLA backend (`initialize` says why), so use `process_index` /
+`process_count` here, not JAX's. The processes take buckets from a shared queue
+(`take`: longest estimated cost first, the next bucket to whichever process is
+free; the queue is a counter in JAX's coordination service), train them on
+their own devices and append their records to their own shard of the workdir
+(`jnas.results.shard_name`); all processes meet at the end of each round's
+queue (`WorkQueue`), and process 0 then merges the shards
+(`jnas.results.merge_shards`). A restarted job starts a fresh queue and
+retrains exactly the unfinished candidates; finished ones are found in any
+shard and kept.
 
 The workdir must be on a filesystem every process sees. The devices of one
-process are `jnas.population.sharding`'s; this module writes no files.
-Launch commands for GPU hosts, SLURM and TPU pods: docs/scale-out.md.
+process are `jnas.population.sharding`'s; this module writes no files. Launch
+commands for GPU hosts, SLURM and TPU pods: docs/scale-out.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
+import pkgutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -41,21 +47,31 @@ CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS",)
 
 
 def initialize(config: Any) -> bool:
-    """Starts JAX's multi-controller runtime when the config asks for it.
+    """Joins this process to its job when the config asks for it.
 
     Call it before anything touches a device. `config.initialize`:
-    "never" (one process), "always" (`jax.distributed.initialize` with the
-    configured values; unset ones are detected by JAX on TPU pods, SLURM,
-    Open MPI, Kubernetes) or "auto" (like "always" when a coordinator address
-    or several processes are configured or `JAX_COORDINATOR_ADDRESS` is set,
-    else "never").
+    "never" (one process), "always" (join with the configured values; unset
+    ones are detected by JAX on TPU pods, SLURM, Open MPI, Kubernetes) or
+    "auto" (like "always" when a coordinator address or several processes
+    are configured or `JAX_COORDINATOR_ADDRESS` is set, else "never").
+
+    How it joins depends on the devices. With accelerators,
+    `jax.distributed.initialize` (a TPU slice or a multi-host GPU job needs
+    JAX's global view of the devices). On a CPU-only host (`cpu_only`), only
+    JAX's coordination service and its client are started, the same ones
+    `jax.distributed` starts, and XLA's CPU backend stays a one-process one:
+    no program of a search spans processes, and under `jax.distributed` JAX
+    keys every CPU program's cache entry by its global device ids and writes
+    entries from process 0 only, so every other process compiled each of its
+    programs anew, run after run (the README's local workers included).
 
     Args:
       config: the `config.distributed` group (`jnas/search/defaults.py`).
 
     Returns:
-      Whether `jax.distributed.initialize` was called.
+      Whether this process joined a job of several processes.
     """
+    global _JOB
     mode = config.initialize
     if mode not in INIT_MODES:
         raise ValueError(
@@ -72,28 +88,79 @@ def initialize(config: Any) -> bool:
     )
     if not wanted:
         return False
-    if jax.distributed.is_initialized():
+    if _JOB is not None or jax.distributed.is_initialized():
         return True
     # A process that dies must not end the others: its unfinished bucket
     # goes to a live one (`take`). Nothing in a search spans processes but
     # the coordination service (each trains on its own devices).
     jax.config.update("jax_enable_recoverability", True)
-    jax.distributed.initialize(
+    from jax._src import distributed as jax_distributed
+
+    options = dict(
         coordinator_address=config.coordinator_address or None,
         num_processes=config.num_processes or None,
         process_id=None if config.process_id < 0 else config.process_id,
         # The service's own timeout is the queue's lease (`WorkQueue`).
         heartbeat_timeout_seconds=int(lease_seconds(config)),
     )
-    _start_heartbeat(coordination_client(), jax.process_index())
+    if cpu_only():
+        # JAX's own State, not its global one, which the CPU backend reads.
+        state = jax_distributed.State()
+        state.initialize(**options)
+        _JOB = _Job(state, owned=True)
+    else:
+        jax.distributed.initialize(**options)
+        _JOB = _Job(jax_distributed.global_state, owned=False)
+    _start_heartbeat(coordination_client(), process_index())
     logging.info(
-        "jax.distributed: process %d of %d, %d local devices, %d in all",
-        jax.process_index(),
-        jax.process_count(),
+        "%s: process %d of %d, %d local devices",
+        "coordination service" if _JOB.owned else "jax.distributed",
+        process_index(),
+        process_count(),
         jax.local_device_count(),
-        jax.device_count(),
     )
     return True
+
+
+@dataclasses.dataclass
+class _Job:
+    """The job `initialize` joined: JAX's distributed `State` (its client is
+    the coordination service's), and whether jnas made it (CPU-only) or it is
+    JAX's global one (`jax.distributed`)."""
+
+    state: Any
+    owned: bool
+
+
+_JOB: _Job | None = None
+
+
+def process_index() -> int:
+    """This process's index in its job (0 for a lone process)."""
+    return _JOB.state.process_id if _JOB is not None else jax.process_index()
+
+
+def process_count() -> int:
+    """How many processes the job has (1 for a lone process)."""
+    return _JOB.state.num_processes if _JOB is not None else jax.process_count()
+
+
+def cpu_only() -> bool:
+    """Whether JAX will only find the CPU here, without starting a backend.
+
+    (Starting one to ask would hold an accelerator the workers then need.)
+    """
+    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
+    if platforms:
+        return {p.strip() for p in platforms.split(",")} == {"cpu"}
+    try:
+        import jax_plugins  # GPU plugins (jax-cuda*, jax-rocm*) live here
+
+        if any(True for _ in pkgutil.iter_modules(jax_plugins.__path__)):
+            return False
+    except ImportError:
+        pass
+    return importlib.util.find_spec("libtpu") is None
 
 
 def lease_seconds(config: Any) -> float:
@@ -199,7 +266,7 @@ class WorkQueue:
     def __iter__(self) -> Iterator[int]:
         client = self.client
         if client is None:
-            if jax.process_count() == 1:
+            if process_count() == 1:
                 yield from self.order
                 return
             client = self.client = coordination_client()
@@ -358,23 +425,26 @@ def _last(key: str) -> str:
 
 def _process_index(client: Any) -> int:
     pid = getattr(client, "process_index", None)  # test clients say who they are
-    return jax.process_index() if pid is None else pid
+    return process_index() if pid is None else pid
 
 
 def coordination_client() -> Any:
     """The key-value store of JAX's coordination service (this process's client).
 
     Raises:
-      RuntimeError: if several processes run without `jax.distributed`.
+      RuntimeError: if several processes run without `initialize`.
     """
-    # JAX has no public handle on the coordination service's key-value store;
-    # orbax's multi-host utilities use this one too.
+    if _JOB is not None:
+        return _JOB.state.client
+    # A job started by `jax.distributed.initialize` itself. JAX has no public
+    # handle on the coordination service's key-value store; orbax's
+    # multi-host utilities use this one too.
     from jax._src import distributed as jax_distributed
 
     client = jax_distributed.global_state.client
     if client is None:
         raise RuntimeError(
-            f"{jax.process_count()} processes but no jax.distributed client: "
+            f"{jax.process_count()} processes but no coordination client: "
             "start the job with jnas.distributed.initialize"
         )
     return client
@@ -390,23 +460,42 @@ def finish(timeout_s: float = 120.0, *, lease_s: float = DEFAULT_LEASE_S) -> Non
     then shuts the service down (a process still connected when the service
     goes away is ended by JAX with a fatal error). A no-op for one process.
     """
-    if jax.process_count() == 1 or not jax.distributed.is_initialized():
+    global _JOB
+    if process_count() == 1 or (_JOB is None and not jax.distributed.is_initialized()):
         return
-    client, pid = coordination_client(), jax.process_index()
+    client, pid = coordination_client(), process_index()
     if pid != 0:
         client.key_value_set(f"{_EXITED}/{pid}", "1", allow_overwrite=True)
     else:
         liveness = Liveness(client, lease_s)
-        others = range(1, jax.process_count())
+        others = range(1, process_count())
         deadline = time.monotonic() + timeout_s
         while not liveness.stopped(others) and time.monotonic() < deadline:
             time.sleep(0.2)
-    jax.distributed.shutdown()
+    if _JOB is not None and _JOB.owned:
+        _JOB.state.shutdown()
+    else:
+        jax.distributed.shutdown()
+    _JOB = None
+
+
+# How long `barrier` waits for the other processes of a CPU-only job.
+BARRIER_TIMEOUT_S = 600.0
 
 
 def barrier(name: str) -> None:
-    """Waits until every process reaches `name` (no-op for one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    """Waits until every process reaches `name` (no-op for one process).
 
-        multihost_utils.sync_global_devices(name)
+    Raises:
+      an error from the coordination service if a CPU-only job's processes
+      do not all arrive within BARRIER_TIMEOUT_S (they all started together:
+      `initialize` waits for each to connect).
+    """
+    if process_count() == 1:
+        return
+    if _JOB is not None and _JOB.owned:
+        _JOB.state.client.wait_at_barrier(name, int(BARRIER_TIMEOUT_S * 1000))
+        return
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)

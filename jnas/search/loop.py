@@ -68,7 +68,7 @@ def run(
     explicit = _explicit_candidates(config)  # also before: names a bad item
     limits = constraints.from_config(config)
     workdir = storage.path(workdir)
-    pid, nproc = jax.process_index(), jax.process_count()
+    pid, nproc = distributed.process_index(), distributed.process_count()
     _write_config(config, workdir, pid, adopt_records)
     store = results.Store(workdir, results.shard_name(pid, nproc))
     if config.checkpoints and pid == 0:
@@ -255,7 +255,7 @@ class _CurveWriter:
 
     def __init__(self, workdir, bucket, recipe, lr: float):
         self.path_name = results.shard_name(
-            jax.process_index(), jax.process_count(), results.CURVES
+            distributed.process_index(), distributed.process_count(), results.CURVES
         )
         self.workdir, self.lr, self.schedule = workdir, lr, recipe.schedule
         self.hashes = [a.hash for a in bucket.members]
@@ -381,7 +381,7 @@ def _plan(
     plan = population.plan(archs, max_size=config.train.max_bucket or None, **kwargs)
     dist = config.get("distributed")
     balance = dist.get("balance", 0) if dist is not None else 0
-    nproc = processes or jax.process_count()
+    nproc = processes or distributed.process_count()
     if not balance or nproc == 1:
         return plan
     bound = sum(_bucket_cost(config, b) for b, _ in plan) / (nproc * balance)
@@ -526,7 +526,7 @@ def _check_round_recorded(workdir: Path, round_index: int, archs) -> None:
     missing = [a.hash for a in archs if a.hash not in recorded]
     if missing:
         raise RuntimeError(
-            f"process {jax.process_index()}: round {round_index}'s candidates "
+            f"process {distributed.process_index()}: round {round_index}'s candidates "
             f"{', '.join(missing[:4])} are not in {workdir}'s result shards "
             "after every process finished the round; a multi-process search "
             "needs a workdir every host shares"
