@@ -357,6 +357,59 @@ def test_padding_copies_candidate_zero_and_placement_is_deterministic():
     assert results.shard_name(1, 2) == "results.1.jsonl"
 
 
+# A bucket's states on 8 fake devices against the 1-device states padded with
+# copies of candidate 0, bit for bit (key data included).
+_MESH_STATES = """
+import jax, numpy as np
+from jnas import population, spaces
+from jnas.population import engine, sharding
+from jnas.population import step as train
+schedule = train.make_schedule("cosine", 4)
+recipe = engine.Recipe(tx=train.make_optimizer(), schedule=schedule)
+bucket = population.make_bucket([spaces.sample("resnext", "s3", i) for i in (0, 2, 5)])
+keys = list(jax.random.split(jax.random.key(0), bucket.size))
+def states(mesh):
+    t = engine.BucketTrainer(bucket, recipe, keys=keys, lrs=[0.1, 0.2, 0.3],
+                             strategy="vmap", mesh=mesh)
+    return t.states
+def host(tree):
+    tree = jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key) else x, tree)
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+mesh = sharding.make_mesh()
+assert dict(mesh.shape) == {"candidates": 8, "data": 1}
+got, alone = states(mesh), host(states(None))
+want = jax.tree.map(lambda x: np.concatenate([x] + [x[:1]] * 5), alone)
+for g in jax.tree.leaves(got):
+    assert g.sharding.is_equivalent_to(sharding.candidate_sharding(mesh), g.ndim)
+for g, w in zip(jax.tree.leaves(host(got)), jax.tree.leaves(want), strict=True):
+    assert g.dtype == w.dtype and g.shape == w.shape, (g.shape, w.shape)
+    assert g.tobytes() == w.tobytes()
+print("ok", len(jax.tree.leaves(want)))
+"""
+
+
+def test_states_on_a_mesh_are_the_padded_one_device_states_bit_for_bit():
+    # The engine pads a bucket's host inputs and makes the states on the mesh
+    # (no program per leaf shape): the result must be exactly the 1-device
+    # states with copies of candidate 0 appended, as padding them did.
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _MESH_STATES],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("ok ")
+
+
 # --------------------------------------------------------- searches (slow-ish)
 
 

@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import io
 import json
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -249,13 +250,20 @@ class BucketTrainer:
                 for m in bucket.members
             ]
         else:
-            states = _create_states(recipe.tx, *_host_stack(members), lrs, state_keys)
+            inputs = (*_host_stack(members), lrs, state_keys)
             step = step_function(recipe, bucket.padded, strategy, conv_impl)
             if self.mesh is None:
-                self.states = states
+                self.states = _create_states(recipe.tx, *inputs)
                 self._steps = [step]
             else:  # padded copies, sharded, shard_map'ed step (sharding)
-                self.states = sharding.shard_population(states, self.mesh)
+                # The inputs are padded and placed, then the states made on
+                # the mesh: the copies of candidate 0's inputs give copies of
+                # its state, and host arrays are placed without a program.
+                inputs = sharding.shard_population(inputs, self.mesh)
+                self.states = jax.device_put(
+                    _create_states(recipe.tx, *inputs),
+                    sharding.candidate_sharding(self.mesh),
+                )
                 self._steps = [sharding.shard_step(step, self.mesh)]
 
     @property
@@ -284,13 +292,26 @@ class BucketTrainer:
         return metrics
 
     def variables(self, index: int) -> dict[str, Any]:
-        """Candidate `index`'s own (unpadded) {"params", "batch_stats"}."""
+        """Candidate `index`'s own (unpadded) {"params", "batch_stats"}, in numpy."""
         if self.strategy == "sequential":
             s = self.states[index]
             return jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
-        s = unstack(self.states, index)
-        padded = jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
-        return buckets.extract(self.bucket, index, padded)
+        return self.all_variables([index])[0]
+
+    def all_variables(self, indices: Sequence[int] | None = None) -> list[Any]:
+        """`variables` of each candidate of `indices` (default: all), fetched
+        from the device in one transfer and cut apart on the host: indexing
+        the device arrays compiled a slice program per leaf shape (and on a
+        mesh a gather and a broadcast per leaf)."""
+        indices = range(self.bucket.size) if indices is None else indices
+        if self.strategy == "sequential":
+            return [self.variables(i) for i in indices]
+        s = self.states
+        host = jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
+        return [
+            buckets.extract(self.bucket, i, jax.tree.map(operator.itemgetter(i), host))
+            for i in indices
+        ]
 
     def map_variables(self, fn: Callable[[Any], Any]) -> Any:
         """`fn` applied to the trained {"params", "batch_stats"}, in this

@@ -109,14 +109,23 @@ def pad_candidates(tree: Any, size: int) -> Any:
             raise ValueError(f"cannot pad {leaf.shape[0]} candidates to {size}")
         if extra == 0:
             return leaf
-        copies = jax.numpy.repeat(leaf[:1], extra, axis=0)
-        return jax.numpy.concatenate([leaf, copies], axis=0)
+        # numpy leaves stay on the host: no program compiled per leaf shape
+        xp = np if isinstance(leaf, np.ndarray) else jax.numpy
+        copies = xp.repeat(leaf[:1], extra, axis=0)
+        return xp.concatenate([leaf, copies], axis=0)
 
     return jax.tree.map(pad, tree)
 
 
 def shard_population(tree: Any, mesh: Mesh) -> Any:
-    """Pads a stacked population and places it along "candidates"."""
+    """Pads a stacked population and places it along "candidates".
+
+    Give it the host (numpy) inputs a population is made from, not device
+    arrays: padding and placing device arrays compiled a repeat, a
+    concatenate and a split program per distinct leaf shape (~150 small
+    programs, ~7 s, per bucket of ResNeXt s3 on 8 CPU devices); numpy arrays
+    are padded on the host and sent to each device its slice.
+    """
     n = jax.tree.leaves(tree)[0].shape[0]
     tree = pad_candidates(tree, padded_size(n, mesh))
     return jax.device_put(tree, candidate_sharding(mesh))

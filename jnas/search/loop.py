@@ -146,6 +146,7 @@ def run(
                 batch_size=config.eval_batch_size,
                 tolerance=config.formats.tolerance,
             )
+            trained = trainer.all_variables() if config.checkpoints else None
             for j, i in enumerate(indices):
                 arch, costs = keep[i]
                 if arch.hash in store or arch.hash in known:
@@ -154,7 +155,7 @@ def run(
                     arch, costs, evaluated[j], train_info[j], round_index, b, limits
                 )
                 if config.checkpoints:
-                    results.save_checkpoint(workdir, arch.hash, trainer.variables(j))
+                    results.save_checkpoint(workdir, arch.hash, trained[j])
                 store.append(record)
             results.drop_snapshot(workdir, snapshot_id)
             del trainer
