@@ -564,6 +564,11 @@ def test_digits_split_and_fitting(empty_tfds):
 
     raw = datasets.load_digits()
     raw_x = np.round(raw.images * (255 / 16)).astype(np.uint8)
+    # jnas reads scikit-learn's file without importing it: the same arrays.
+    images, target = data.datasets.read_digits()
+    assert images.dtype == raw.images.dtype and target.dtype == raw.target.dtype
+    assert images.tobytes() == raw.images.tobytes()
+    assert target.tobytes() == raw.target.tobytes()
 
     def as_set(x, y):
         return sorted((im.tobytes(), int(lb)) for im, lb in zip(x, y, strict=True))

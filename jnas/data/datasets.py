@@ -35,6 +35,7 @@ it looked; the reading of archives, the cache and TFDS are their own modules.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -467,15 +468,37 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits: (images float64 [1797, 8, 8], labels).
+
+    Read from the file scikit-learn ships, as `sklearn.datasets.load_digits`
+    reads it (gzip, then `np.loadtxt`), without importing scikit-learn:
+    `import sklearn.datasets` takes 1-2 s, which every local worker and
+    every test's search process paid at each start (test: equal to
+    `load_digits` bit for bit).
+    """
+    spec = importlib.util.find_spec("sklearn")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        root = Path(spec.submodule_search_locations[0])
+        path = root / "datasets" / "data" / "digits.csv.gz"
+    if path is None or not path.is_file():
+        raise DatasetNotFoundError(
+            f"dataset 'digits' is scikit-learn's bundled file, not found "
+            f"({path or 'scikit-learn is not installed'}): pip install scikit-learn"
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 def _load_bundled(name: str, location) -> dict[str, tuple]:
     """{split: (images uint8 [N, h, w, 1], labels int32 [N], class names)}."""
     if name == "digits":
-        from sklearn import datasets  # slow import, rarely needed
-
-        digits = datasets.load_digits()
+        digits, target = read_digits()
         # Values are 0..16; scale to the full uint8 range like any image.
-        images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
-        labels = digits.target.astype(np.int32)
+        images = np.round(digits * (255 / 16)).astype(np.uint8)[..., None]
+        labels = target.astype(np.int32)
         num_test = round(DIGITS_TEST_FRACTION * len(labels))
         is_test = _seeded_pick(labels, num_test, DIGITS_SPLIT_SEED)
         names = [str(i) for i in range(10)]

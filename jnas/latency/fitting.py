@@ -30,7 +30,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import optimize
 
 from jnas import arch as arch_lib
 from jnas.latency import roofline
@@ -358,6 +357,8 @@ def _drop_kinds(f: roofline.Features, kinds: Sequence[int]) -> roofline.Features
 
 def _refine(residual, jacobian, design, y, sw, lb, act, power, loss_scale, max_nfev):
     """Runs the continuation from every start; returns the best optimum."""
+    from scipy import optimize  # only fitting needs it (a second per process)
+
     result = None
     for x0 in _starts(design, y, sw, lb, act):
         for power[0] in POWERS:  # smooth max first, then the hard roofline
@@ -417,6 +418,8 @@ def _starts(design: _Design, y, sw, lb, act) -> list[np.ndarray]:
 
 def _nnls(x: np.ndarray, y: np.ndarray, sw: np.ndarray, lb: np.ndarray):
     """Bounded NNLS of sum(x * theta) ~ y on relative error."""
+    from scipy import optimize  # only fitting needs it (a second per process)
+
     a = x / y[:, None] * sw[:, None]
     scale = np.abs(a).max(0)
     unused = scale == 0

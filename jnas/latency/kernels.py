@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from jnas import arch as arch_lib
 from jnas.latency import roofline
@@ -247,6 +246,8 @@ def fit_conv_model(
       trees: add boosted trees on the log-residual of the linear base.
       seed: the trees' subsampling seed.
     """
+    from scipy import optimize  # only fitting needs it (a second per process)
+
     y = np.asarray(times_ms, float)
     if len(keys) != len(y) or not len(y):
         raise ValueError(f"{len(keys)} conv keys but {len(y)} times")
@@ -407,6 +408,8 @@ def fit_kernel_predictor(
         whole-network fit's, e.g. ``recipe.Options.fit_kwargs()``).
       trees: boosted trees on the conv model's residual.
     """
+    from scipy import optimize  # only fitting needs it (a second per process)
+
     from jnas.latency import fitting
 
     keys = sorted({k for a in archs for k in conv_keys(a)})
