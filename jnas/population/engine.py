@@ -293,19 +293,19 @@ class BucketTrainer:
 
     def variables(self, index: int) -> dict[str, Any]:
         """Candidate `index`'s own (unpadded) {"params", "batch_stats"}, in numpy."""
-        if self.strategy == "sequential":
-            s = self.states[index]
-            return jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
         return self.all_variables([index])[0]
 
     def all_variables(self, indices: Sequence[int] | None = None) -> list[Any]:
-        """`variables` of each candidate of `indices` (default: all), fetched
-        from the device in one transfer and cut apart on the host: indexing
-        the device arrays compiled a slice program per leaf shape (and on a
-        mesh a gather and a broadcast per leaf)."""
+        """`variables` of each candidate of `indices` (default: all). A stacked
+        population is fetched from the device in one transfer and cut apart
+        on the host: indexing the device arrays compiled a slice program per
+        leaf shape (and on a mesh a gather and a broadcast per leaf)."""
         indices = range(self.bucket.size) if indices is None else indices
         if self.strategy == "sequential":
-            return [self.variables(i) for i in indices]
+            return [
+                jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
+                for s in (self.states[i] for i in indices)
+            ]
         s = self.states
         host = jax.device_get({"params": s.params, "batch_stats": s.batch_stats})
         return [
