@@ -179,6 +179,7 @@ def test_a_search_killed_mid_bucket_resumes_from_its_snapshot_on_the_object_stor
     assert b"plotly" in _object(str(html.write_report(WORKDIR)))
     sweep = formats_config.get_config()
     sweep.exponents, sweep.mantissas, sweep.splits = [5], [2], ["val"]
+    sweep.eval_batch_size = 16  # CPU-sized (tests/test_search.py's sweep)
     rows = posttraining.sweep(sweep, WORKDIR)
     assert len(rows) == 4 * 2
     for h, record in want.items():
