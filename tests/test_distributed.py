@@ -414,14 +414,20 @@ def test_states_on_a_mesh_are_the_padded_one_device_states_bit_for_bit():
 
 
 def test_eight_devices_give_the_one_device_results(tmp_path, cache):
-    # A short run (4 steps), on 1 device and on 8 fake devices.
-    short = ["--config.train.steps=4", "--config.train.log_every=2"]
+    # A short run (4 steps), on 1 device and on 8 fake devices; the four
+    # candidates in one bucket (one program to compile per run, not two).
+    short = [
+        "--config.train.steps=4",
+        "--config.train.log_every=2",
+        "--config.train.max_bucket=4",
+    ]
     _finish(_launch(tmp_path / "one", cache, *short))
     (err,) = _finish(_launch(tmp_path / "eight", cache, *short, devices=8))
     assert "mesh: candidates=8 data=1 over 8 local devices" in err
     want = {r["hash"]: r for r in results.load(tmp_path / "one")}
     got = {r["hash"]: r for r in results.load(tmp_path / "eight")}
-    assert len(got) == 4  # each bucket of 2 padded to 8; the padding dropped
+    assert {r["bucket"] for r in got.values()} == {0}
+    assert len(got) == 4  # one bucket of 4 padded to 8; the padding dropped
     # Each device runs lax.map over one candidate instead of two: XLA rounds
     # the last bit of some values differently (a trainer-level probe: equal
     # losses, parameters within 1.2e-7 after 3 steps), and these tiny
