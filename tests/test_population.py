@@ -74,7 +74,9 @@ def _run(bucket, strategy, lrs, recipe=None, steps=STEPS, conv_impl="xla"):
 # max pools (PNASNet), concat of padded tensors and conv biases (GoogLeNet).
 BUCKETS = {
     "resnext_s3": [("resnext", "s3", i) for i in (0, 1, 2)],
-    "pnasnet_s3": [("pnasnet", "s3", i) for i in (1, 10, 11)],
+    # One cell per stage (36 nodes, against 46 for two in some stages): the
+    # same operators, a quarter less to compile and run.
+    "pnasnet_s3": [("pnasnet", "s3", i) for i in (9, 13, 25)],
     "googlenet_s6": [("googlenet", "s6", i) for i in (0, 1, 2)],
 }
 
