@@ -10,7 +10,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import launch
-from jnas import results
+from jnas import hostmem, results
 from jnas.search import posttraining
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    hostmem.tune_malloc()  # before XLA allocates anything (jnas.hostmem)
     try:
         rows = posttraining.sweep(_CONFIG.value, launch.workdir(_WORKDIR.value))
     except results.CheckpointError as e:  # the other candidates were swept

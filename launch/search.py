@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import launch
-from jnas import distributed, results, search
+from jnas import distributed, hostmem, results, search
 from jnas import report as plots
 from jnas.search import defaults
 
@@ -52,6 +52,7 @@ def main(argv):
             f"python -m launch.replay --config=... --workdir={workdir}"
         )
     launch.workdir(workdir)
+    hostmem.tune_malloc()  # before XLA allocates anything (jnas.hostmem)
     try:  # every key, before anything is written or started
         search.config.validate(config)
         search.config.check_data(config)

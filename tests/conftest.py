@@ -13,6 +13,7 @@ the search tests), so:
   caches, and nothing of the user's ~/.cache/jnas is read or written. It is
   deleted when the run ends. `JNAS_TEST_CACHE_DIR=DIR` uses DIR instead and
   keeps it (a warm cache for repeated local runs).
+- Every worker keeps freed memory as the launchers do (`jnas.hostmem`).
 - The searches that tests compare against (`reference_search`, the tiny
   quickstart in one process on one device, and `one_per_bucket`) run once per
   run, not once per xdist worker: the first worker to need one runs it under
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from jnas import results
+from jnas import hostmem, results
 from jnas.population import engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,9 @@ def pytest_configure(config):
         _pin_worker(config.workerinput["workerid"])
     # This process imported JAX before the environment was set (above).
     engine.enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    # The in-process tests run programs as the launchers do (jnas.hostmem);
+    # the searches they start set it up themselves.
+    hostmem.tune_malloc()
 
 
 def _pin_worker(worker_id: str) -> None:

@@ -11,6 +11,7 @@ JNAS = Path(__file__).resolve().parents[1] / "jnas"
 # Top-level component -> layer (docs/architecture.md, "Layers").
 LAYERS = {
     "precision": 0,
+    "hostmem": 0,
     "arch_schema": 0,
     "arch": 0,
     "cost": 0,
