@@ -5,11 +5,11 @@ allocator and frees it at the end of the run. With glibc's defaults the top
 of the heap is handed back to the kernel as soon as 128 KiB of it is free
 (``M_TRIM_THRESHOLD``, which the dynamic mmap threshold doubles as it
 adapts), so the next run faults the same pages in again: the tiny quickstart
-search took 2.26 million minor page faults and 5.3 s of system time in a
-28.7 s run on one core. Keeping freed memory in the process
-(`tune_malloc`) cut that to 0.3-0.5 million faults and 1.0-1.5 s of system
-time, 22-24 s in all, with bit-identical records (docs/results.md, "CI and
-test-suite time"). The cost is resident memory that stays at the process's
+search took 2.26 million minor page faults and 5.5 s of system time in a
+30.4 s run on one core. Keeping freed memory in the process
+(`tune_malloc`) cut that to 0.16-0.31 million faults and 0.9 s of system
+time, 21.6-24.9 s in all, with bit-identical records (docs/results.md, "CI
+and test-suite time"). The cost is resident memory that stays at the process's
 peak instead of shrinking between runs.
 
 Not an environment variable (``MALLOC_TRIM_THRESHOLD_`` and friends): those
@@ -47,13 +47,14 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        mallopt, version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):  # not glibc
+    except OSError:
         return False
-    del version  # present only in glibc: mallopt then means glibc's
+    # gnu_get_libc_version exists only in glibc: mallopt then means glibc's.
+    if not hasattr(libc, "gnu_get_libc_version"):
+        return False
     settings = (
         (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
         (_M_TOP_PAD, TOP_PAD),
     )
-    return all(mallopt(param, value) == 1 for param, value in settings)
+    return all(libc.mallopt(param, value) == 1 for param, value in settings)
